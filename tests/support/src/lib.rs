@@ -1,0 +1,9 @@
+//! Launchers for the real things tests need: a nats-server per test on a free port, a fresh
+//! PostgreSQL database per test, the versioned kubectl binaries, and polling with a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod kubectl;
+pub mod nats;
+pub mod net;
+pub mod postgres;
+pub mod wait;

@@ -1,0 +1,194 @@
+//! The bus handle: a cloneable front for the one NATS connection of a process, reporting
+//! connection changes on a watch channel.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use tokio::sync::watch;
+
+use crate::config::NatsConfig;
+use crate::streams::StreamDef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot read NATS credentials file {path}: {source}")]
+    Credentials {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("JetStream stream {stream}: {message}")]
+    Stream { stream: String, message: String },
+}
+
+/// Whether the connection is up, and since when it is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    Disconnected { since: Instant },
+}
+
+/// A cloneable handle on the process's NATS connection and JetStream context.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    state: watch::Receiver<ConnectionState>,
+}
+
+impl Bus {
+    /// Connects, retrying in the background if NATS is not up yet: services start and report
+    /// not-ready rather than exit when NATS is away.
+    pub async fn connect(config: &NatsConfig) -> Result<Bus, BusError> {
+        let (tx, rx) = watch::channel(ConnectionState::Disconnected { since: Instant::now() });
+        let mut opts = match &config.creds_file {
+            Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
+                .await
+                .map_err(|source| BusError::Credentials { path: path.display().to_string(), source })?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            opts = opts.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = &config.tls_ca {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        let name = config.name.clone();
+        opts = opts
+            .name(&config.name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_secs(5))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                // Quick first retries so a short outage is bridged fast, capped at one second.
+                Duration::from_millis((50 * attempts as u64).min(1000))
+            })
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                let name = name.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!(connection = %name, "connected to NATS");
+                            tx.send_replace(ConnectionState::Connected);
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(connection = %name, "disconnected from NATS");
+                            tx.send_replace(ConnectionState::Disconnected { since: Instant::now() });
+                        }
+                        other => tracing::debug!(connection = %name, event = %other, "NATS event"),
+                    }
+                }
+            });
+        let addrs: Vec<async_nats::ServerAddr> = config
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<_, std::io::Error>>()
+            .map_err(|e| BusError::Connect { url: config.url.clone(), message: e.to_string() })?;
+        let client = opts
+            .connect(addrs)
+            .await
+            .map_err(|e| BusError::Connect { url: config.url.clone(), message: e.to_string() })?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(4096)
+            .build(client.clone());
+        Ok(Bus { client, js, state: rx })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state(), ConnectionState::Connected)
+    }
+
+    /// Waits until connected, or `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.state.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|s| matches!(s, ConnectionState::Connected)))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Creates the stream, or brings its limits in line with `def`.
+    pub async fn ensure_stream(&self, def: &StreamDef) -> Result<(), BusError> {
+        let err = |message: String| BusError::Stream { stream: def.name.clone(), message };
+        match self.js.get_stream(&def.name).await {
+            Ok(mut stream) => {
+                let info = stream.info().await.map_err(|e| err(e.to_string()))?;
+                let wanted = def.to_config();
+                let current = &info.config;
+                if current.subjects != wanted.subjects
+                    || current.max_age != wanted.max_age
+                    || current.max_bytes != wanted.max_bytes
+                    || current.duplicate_window != wanted.duplicate_window
+                {
+                    self.js.update_stream(wanted).await.map_err(|e| err(e.to_string()))?;
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.js.create_stream(def.to_config()).await.map_err(|e| err(e.to_string()))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ensures the stream, retrying until `deadline` (NATS may still be starting).
+    pub async fn ensure_stream_retrying(&self, def: &StreamDef, deadline: Duration) -> Result<(), BusError> {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.ensure_stream(def).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= until => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "stream not ready yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub async fn last_sequence(&self, stream: &str) -> Result<u64, BusError> {
+        let mut s = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| BusError::Stream { stream: stream.to_string(), message: e.to_string() })?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| BusError::Stream { stream: stream.to_string(), message: e.to_string() })?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Flushes pending writes to the server.
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+}

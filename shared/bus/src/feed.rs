@@ -1,0 +1,206 @@
+//! An ordered feed of one JetStream stream from a given sequence: reconnects and resumes by
+//! itself, says when it has caught up with what the stream held at start, and notices a stream
+//! that was deleted or reset under it (so the consumer can fail closed instead of serving an
+//! empty or stale view).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures::StreamExt;
+use kubegate_events::RawEnvelope;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::Bus;
+
+/// What a feed delivers.
+#[derive(Debug)]
+pub enum FeedItem {
+    /// The next message of the stream.
+    Event { stream_sequence: u64, envelope: RawEnvelope },
+    /// A message that is not a kubegate envelope (never applied; counted and logged).
+    Undecodable { stream_sequence: u64, error: String },
+    /// Everything the stream held when the feed (re)started has been delivered.
+    CaughtUp { stream_sequence: u64 },
+    /// The stream disappeared or restarted its numbering: what was built from it cannot be trusted.
+    Reset(FeedError),
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FeedError {
+    #[error("stream {0} no longer exists")]
+    StreamGone(String),
+    #[error("stream {stream} was reset: it ends at sequence {last} but {seen} had been seen")]
+    StreamReset { stream: String, last: u64, seen: u64 },
+}
+
+/// A running feed; drop or cancel to stop it.
+pub struct Feed {
+    pub rx: mpsc::Receiver<FeedItem>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Feed {
+    /// Follows `stream` (messages matching `filter`, e.g. `kubegate.identity.>`) from
+    /// `start_sequence` (1 = from the beginning).
+    pub fn follow(bus: Bus, stream: &str, filter: &str, start_sequence: u64) -> Feed {
+        let (tx, rx) = mpsc::channel(4096);
+        let cancel = CancellationToken::new();
+        let task = FeedTask {
+            bus,
+            stream: stream.to_string(),
+            filter: filter.to_string(),
+            next: start_sequence.max(1),
+            tx,
+            cancel: cancel.clone(),
+        };
+        tokio::spawn(task.run());
+        Feed { rx, cancel }
+    }
+
+    pub async fn recv(&mut self) -> Option<FeedItem> {
+        self.rx.recv().await
+    }
+}
+
+struct FeedTask {
+    bus: Bus,
+    stream: String,
+    filter: String,
+    next: u64,
+    tx: mpsc::Sender<FeedItem>,
+    cancel: CancellationToken,
+}
+
+enum Round {
+    Retry,
+    Stop,
+}
+
+impl FeedTask {
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let cancel = self.cancel.clone();
+            let round = tokio::select! {
+                _ = cancel.cancelled() => Round::Stop,
+                r = self.round() => r,
+            };
+            match round {
+                Round::Stop => return,
+                Round::Retry => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// One consumer's life: create it at `next`, deliver until something breaks.
+    async fn round(&mut self) -> Round {
+        let mut stream = match self.bus.jetstream().get_stream(&self.stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                if e.to_string().contains("not found") {
+                    return self.reset(FeedError::StreamGone(self.stream.clone())).await;
+                }
+                return Round::Retry;
+            }
+        };
+        let last_at_start = match stream.info().await {
+            Ok(info) => info.state.last_sequence,
+            Err(_) => return Round::Retry,
+        };
+        if last_at_start + 1 < self.next {
+            let seen = self.next - 1;
+            return self
+                .reset(FeedError::StreamReset { stream: self.stream.clone(), last: last_at_start, seen })
+                .await;
+        }
+        let consumer = match stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.filter.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: self.next },
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(c) => c,
+            Err(_) => return Round::Retry,
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(_) => return Round::Retry,
+        };
+        let mut caught_up = false;
+        if last_at_start < self.next {
+            caught_up = true;
+            if self.tx.send(FeedItem::CaughtUp { stream_sequence: last_at_start }).await.is_err() {
+                return Round::Stop;
+            }
+        }
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(Ok(msg)) = msg else { return Round::Retry };
+                    let Ok(info) = msg.info() else { continue };
+                    let seq = info.stream_sequence;
+                    let pending = info.pending;
+                    if seq < self.next {
+                        continue;
+                    }
+                    self.next = seq + 1;
+                    let item = match RawEnvelope::from_slice(&msg.payload) {
+                        Ok(envelope) => FeedItem::Event { stream_sequence: seq, envelope },
+                        Err(e) => FeedItem::Undecodable { stream_sequence: seq, error: e.to_string() },
+                    };
+                    if self.tx.send(item).await.is_err() {
+                        return Round::Stop;
+                    }
+                    if !caught_up && (seq >= last_at_start || pending == 0) {
+                        caught_up = true;
+                        if self.tx.send(FeedItem::CaughtUp { stream_sequence: seq }).await.is_err() {
+                            return Round::Stop;
+                        }
+                    }
+                }
+                _ = check.tick() => {
+                    // A stream deleted or recreated under an ordered consumer may just look quiet.
+                    match stream.info().await {
+                        Ok(info) if info.state.last_sequence + 1 < self.next => {
+                            let seen = self.next - 1;
+                            let last = info.state.last_sequence;
+                            return self.reset(FeedError::StreamReset { stream: self.stream.clone(), last, seen }).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.to_string().contains("not found") => {
+                            return self.reset(FeedError::StreamGone(self.stream.clone())).await;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reset(&mut self, error: FeedError) -> Round {
+        tracing::error!(error = %error, "event feed cannot continue");
+        if self.tx.send(FeedItem::Reset(error)).await.is_err() {
+            return Round::Stop;
+        }
+        // The consumer decides what to do (rebuild from scratch); this feed restarts from 1.
+        self.next = 1;
+        Round::Retry
+    }
+}

@@ -1,0 +1,125 @@
+//! Typed request/reply over core NATS, for the few synchronous questions between services (the
+//! kubeconfig service asking identity for a token). Replies are `{"ok": …}` or `{"error": …}`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::Bus;
+
+/// A failure the answering service reports, with an HTTP-like status to pass on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RpcFailure {
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("no service answers on {0}")]
+    NoResponders(String),
+    #[error("no answer on {subject} within {timeout:?}")]
+    Timeout { subject: String, timeout: Duration },
+    #[error("request on {subject} failed: {message}")]
+    Transport { subject: String, message: String },
+    #[error("answer on {subject} is not valid: {message}")]
+    BadReply { subject: String, message: String },
+    #[error(transparent)]
+    Remote(#[from] RpcFailure),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Reply<T> {
+    Ok(T),
+    Error(RpcFailure),
+}
+
+/// Header carrying the correlation id of the request that caused an RPC.
+pub const CORRELATION_HEADER: &str = "Kubegate-Correlation-Id";
+
+impl Bus {
+    /// Sends `request` to `subject` and waits up to `timeout` for the typed answer.
+    pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: &str,
+        request: &Req,
+        correlation_id: &str,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| RpcError::Transport { subject: subject.to_string(), message: e.to_string() })?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(CORRELATION_HEADER, correlation_id);
+        let req = async_nats::Request::new().payload(body.into()).headers(headers).timeout(Some(timeout));
+        let msg = self.client().send_request(subject.to_string(), req).await.map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => RpcError::NoResponders(subject.to_string()),
+            async_nats::RequestErrorKind::TimedOut => {
+                RpcError::Timeout { subject: subject.to_string(), timeout }
+            }
+            _ => RpcError::Transport { subject: subject.to_string(), message: e.to_string() },
+        })?;
+        match serde_json::from_slice::<Reply<Resp>>(&msg.payload) {
+            Ok(Reply::Ok(v)) => Ok(v),
+            Ok(Reply::Error(f)) => Err(RpcError::Remote(f)),
+            Err(e) => Err(RpcError::BadReply { subject: subject.to_string(), message: e.to_string() }),
+        }
+    }
+
+    /// Answers requests on `subject` (in queue group `queue`, so replicas share the work) with
+    /// `handler`, until `shutdown`. Each request is handled in its own task.
+    pub async fn serve<Req, Resp, F, Fut>(
+        &self,
+        subject: &str,
+        queue: &str,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), RpcError>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(Req, String) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, RpcFailure>> + Send + 'static,
+    {
+        let mut sub = self
+            .client()
+            .queue_subscribe(subject.to_string(), queue.to_string())
+            .await
+            .map_err(|e| RpcError::Transport { subject: subject.to_string(), message: e.to_string() })?;
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = sub.next() => match m { Some(m) => m, None => break },
+            };
+            let Some(reply_to) = msg.reply.clone() else { continue };
+            let client = self.client().clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let correlation = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(CORRELATION_HEADER))
+                    .map(|v| v.as_str().chars().take(128).collect::<String>())
+                    .unwrap_or_default();
+                let reply = match serde_json::from_slice::<Req>(&msg.payload) {
+                    Ok(req) => match handler(req, correlation).await {
+                        Ok(v) => Reply::Ok(v),
+                        Err(f) => Reply::Error(f),
+                    },
+                    Err(e) => {
+                        Reply::Error(RpcFailure { status: 400, message: format!("invalid request: {e}") })
+                    }
+                };
+                if let Ok(body) = serde_json::to_vec(&reply) {
+                    let _ = client.publish(reply_to, body.into()).await;
+                }
+            });
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(())
+    }
+}

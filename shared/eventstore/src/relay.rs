@@ -1,0 +1,204 @@
+//! The outbox relay: publishes committed events to JetStream in log order, with `Nats-Msg-Id` =
+//! event id, and forgets an outbox row only once the bus has acknowledged it. One relay per
+//! database is active at a time (a session advisory lock); the others stand by. Woken by
+//! LISTEN/NOTIFY, with a periodic sweep as a safety net.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kubegate_bus::Bus;
+use tokio::sync::{Notify, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{EventStore, pg_message};
+
+const RELAY_LOCK: i64 = 0x6b67_6f75_7462_6f78; // "kgoutbox"
+const BATCH: usize = 1024;
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// What the relay is doing, for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayStatus {
+    /// This replica holds the relay lock.
+    pub leader: bool,
+    /// The last attempt to publish failed (NATS away or refusing).
+    pub failing: bool,
+    /// Events published since start.
+    pub published: u64,
+}
+
+pub struct OutboxRelay {
+    store: EventStore,
+    bus: Bus,
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    pub status: watch::Receiver<RelayStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Waits for the relay to finish its last drain after shutdown was requested.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+impl OutboxRelay {
+    pub fn new(store: EventStore, bus: Bus) -> OutboxRelay {
+        OutboxRelay { store, bus }
+    }
+
+    /// Starts the relay; it stops after `shutdown`, having tried one last drain.
+    pub fn spawn(self, shutdown: CancellationToken) -> RelayHandle {
+        let (tx, rx) = watch::channel(RelayStatus::default());
+        let task = tokio::spawn(self.run(shutdown, tx));
+        RelayHandle { status: rx, task }
+    }
+
+    async fn run(self, shutdown: CancellationToken, status: watch::Sender<RelayStatus>) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown, &status).await {
+                Ok(()) => return,
+                Err(message) => {
+                    status.send_modify(|s| {
+                        s.leader = false;
+                        s.failing = true;
+                    });
+                    tracing::warn!(error = %message, "outbox relay lost its database connection; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Holds a dedicated connection: takes the relay lock (or waits for it), listens for new
+    /// events, and drains the outbox until shutdown or a connection failure.
+    async fn lead(
+        &self,
+        shutdown: &CancellationToken,
+        status: &watch::Sender<RelayStatus>,
+    ) -> Result<(), String> {
+        let (client, mut connection) =
+            self.store.pg_config().connect(NoTls).await.map_err(|e| pg_message(&e))?;
+        let wake = std::sync::Arc::new(Notify::new());
+        let lost = CancellationToken::new();
+        let driver = {
+            let wake = wake.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(msg) = messages.next().await {
+                    match msg {
+                        Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                lost.cancel();
+            })
+        };
+        let result = async {
+            // Become the one relay of this database.
+            loop {
+                let got: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
+                    .await
+                    .map_err(|e| pg_message(&e))?
+                    .get(0);
+                if got {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = lost.cancelled() => return Err("connection lost".to_string()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            client.batch_execute("LISTEN kubegate_outbox").await.map_err(|e| pg_message(&e))?;
+            status.send_modify(|s| s.leader = true);
+            tracing::info!("outbox relay active");
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                if lost.is_cancelled() {
+                    return Err("connection lost".to_string());
+                }
+                match self.drain_once(status).await {
+                    Ok(0) => {
+                        backoff = Duration::from_millis(50);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = lost.cancelled() => return Err("connection lost".to_string()),
+                            _ = wake.notified() => {}
+                            _ = tokio::time::sleep(SWEEP) => {}
+                        }
+                    }
+                    Ok(_) => {
+                        backoff = Duration::from_millis(50);
+                    }
+                    Err(message) => {
+                        tracing::debug!(error = %message, "outbox publish failed; backing off");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+        .await;
+        if shutdown.is_cancelled() {
+            // Last drain with a deadline: whatever is left stays in the outbox for next time.
+            let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                while let Ok(n) = self.drain_once(status).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        driver.abort();
+        result
+    }
+
+    /// Publishes one batch; returns how many events it published.
+    async fn drain_once(&self, status: &watch::Sender<RelayStatus>) -> Result<usize, String> {
+        let batch = self.store.outbox_batch(BATCH).await.map_err(|e| e.to_string())?;
+        metrics::gauge!("kubegate_outbox_batch_pending").set(batch.len() as f64);
+        if batch.is_empty() {
+            status.send_modify(|s| s.failing = false);
+            return Ok(0);
+        }
+        let items: Vec<(&str, &kubegate_events::RawEnvelope)> =
+            batch.iter().map(|(subject, env)| (subject.as_str(), env)).collect();
+        let (published, error) = match self.bus.publish_events(&items).await {
+            Ok(()) => (batch.len(), None),
+            Err(e) => (e.published, Some(e.to_string())),
+        };
+        if published > 0 {
+            let positions: Vec<i64> = batch[..published].iter().map(|(_, e)| e.position as i64).collect();
+            self.store.outbox_done(&positions).await.map_err(|e| e.to_string())?;
+            metrics::counter!("kubegate_outbox_published_total").increment(published as u64);
+            status.send_modify(|s| s.published += published as u64);
+        }
+        match error {
+            None => {
+                status.send_modify(|s| s.failing = false);
+                Ok(published)
+            }
+            Some(message) => {
+                status.send_modify(|s| s.failing = true);
+                Err(message)
+            }
+        }
+    }
+}

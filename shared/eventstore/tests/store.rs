@@ -1,0 +1,226 @@
+//! The event log and its outbox against real PostgreSQL and a real nats-server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kubegate_bus::{Bus, NatsConfig, StreamDef};
+use kubegate_events::identity::{IdentityEvent, UserDisabled, UserEnabled};
+use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope};
+use kubegate_eventstore::{EventStore, Expected, OutboxRelay, StoreError, StreamAppend};
+use kubegate_testsupport::nats::NatsServer;
+use kubegate_testsupport::postgres::TestDb;
+use kubegate_testsupport::wait;
+use tokio_util::sync::CancellationToken;
+
+fn ev(user_id: u64) -> Envelope<IdentityEvent> {
+    let event = if user_id % 2 == 0 {
+        IdentityEvent::UserDisabled(UserDisabled { user_id })
+    } else {
+        IdentityEvent::UserEnabled(UserEnabled { user_id })
+    };
+    Envelope::new("user-1", Actor::system("test"), format!("corr-{user_id}"), event)
+}
+
+fn append(stream: &str, expected: Expected, events: Vec<Envelope<IdentityEvent>>) -> StreamAppend {
+    StreamAppend::typed(stream, expected, events).unwrap()
+}
+
+async fn store(db: &TestDb) -> EventStore {
+    EventStore::connect(&db.url(), 4, Duration::from_secs(5)).await.unwrap()
+}
+
+#[tokio::test]
+async fn append_load_and_read_in_order() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let stored = store.append(&[append("user-1", Expected::NoStream, vec![ev(1), ev(2)])]).await.unwrap();
+    assert_eq!(stored.iter().map(|e| (e.sequence, e.position)).collect::<Vec<_>>(), vec![(1, 1), (2, 2)]);
+    store
+        .append(&[
+            append("user-2", Expected::NoStream, vec![ev(3)]),
+            append("user-1", Expected::Exactly(2), vec![ev(4)]),
+        ])
+        .await
+        .unwrap();
+    let s1 = store.load_stream("user-1").await.unwrap();
+    assert_eq!(s1.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let typed = s1[2].decode::<IdentityEvent>().unwrap();
+    assert_eq!(typed.event, ev(4).event);
+    assert_eq!(typed.correlation_id, "corr-4");
+    let all = store.read_after(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(store.read_after(2, 1).await.unwrap()[0].position, 3);
+    assert_eq!(store.last_position().await.unwrap(), 4);
+    // A reopened store (a restart) sees the same log and does not re-run migrations.
+    let again = EventStore::connect(&db.url(), 2, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(again.last_position().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_conflict_writes_nothing() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    store.append(&[append("user-1", Expected::NoStream, vec![ev(1)])]).await.unwrap();
+    // Second stream is fine but the first conflicts: nothing of the batch may be written.
+    let err = store
+        .append(&[
+            append("user-2", Expected::NoStream, vec![ev(2)]),
+            append("user-1", Expected::NoStream, vec![ev(3)]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { ref stream, actual: 1, .. } if stream == "user-1"), "{err}");
+    let err = store.append(&[append("user-1", Expected::Exactly(5), vec![ev(4)])]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: 1, .. }));
+    assert_eq!(store.last_position().await.unwrap(), 1);
+    assert!(store.load_stream("user-2").await.unwrap().is_empty());
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
+    // Any skips the check.
+    store.append(&[append("user-1", Expected::Any, vec![ev(5)])]).await.unwrap();
+    assert_eq!(store.last_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn appending_the_same_events_twice_stores_them_once() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let batch = [append("user-1", Expected::NoStream, vec![ev(1), ev(2)])];
+    let first = store.append(&batch).await.unwrap();
+    let second = store.append(&batch).await.unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.id).collect::<Vec<_>>(),
+        second.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert_eq!(store.last_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn the_log_is_append_only() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    store.append(&[append("user-1", Expected::NoStream, vec![ev(1)])]).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.dsn(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    for sql in [
+        "UPDATE kubegate_events SET stream = 'x'",
+        "DELETE FROM kubegate_events",
+        "TRUNCATE kubegate_events CASCADE",
+    ] {
+        let err = client.batch_execute(sql).await.unwrap_err();
+        assert!(err.as_db_error().unwrap().message().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+async fn stream_messages(bus: &Bus, stream: &str) -> Vec<RawEnvelope> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    let last = bus.last_sequence(stream).await.unwrap();
+    if last == 0 {
+        return Vec::new();
+    }
+    let s = bus.jetstream().get_stream(stream).await.unwrap();
+    let c = s
+        .create_consumer(pull::OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(Ok(m)) = msgs.next().await {
+        out.push(RawEnvelope::from_slice(&m.payload).unwrap());
+        if m.info().unwrap().stream_sequence >= last {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let mut nats = NatsServer::start_new();
+    let bus = Bus::connect(&NatsConfig::new(nats.url(), "test")).await.unwrap();
+    assert!(bus.wait_connected(Duration::from_secs(5)).await);
+    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+
+    let mut version = 0;
+    for i in 0..20 {
+        store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
+        version += 1;
+    }
+    wait::until("first 20 published", Duration::from_secs(10), || async {
+        (store.outbox_pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+
+    nats.stop();
+    for i in 20..70 {
+        store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
+        version += 1;
+    }
+    assert!(store.outbox_pending().await.unwrap() > 0, "nothing can be published while NATS is down");
+    nats.start();
+    wait::until("outbox drained after NATS returned", Duration::from_secs(20), || async {
+        (store.outbox_pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+
+    // A second relay on the same database (a second replica) must not double-publish.
+    let relay2 = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    for i in 70..80 {
+        store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
+        version += 1;
+    }
+    wait::until("last 10 published", Duration::from_secs(10), || async {
+        (store.outbox_pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+
+    let msgs = stream_messages(&bus, "KUBEGATE_IDENTITY").await;
+    let positions: Vec<u64> = msgs.iter().map(|m| m.position).collect();
+    assert_eq!(positions, (1..=80).collect::<Vec<_>>(), "every event once, in order");
+    let ids: BTreeSet<_> = msgs.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 80);
+    assert_eq!(msgs[4].decode::<IdentityEvent>().unwrap().event.subject(), "kubegate.identity.user.disabled");
+    shutdown.cancel();
+    relay.join().await;
+    relay2.join().await;
+}
+
+#[tokio::test]
+async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let nats = NatsServer::start_new();
+    let bus = Bus::connect(&NatsConfig::new(nats.url(), "test")).await.unwrap();
+    assert!(bus.wait_connected(Duration::from_secs(5)).await);
+    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    // Events committed before any relay runs (the service was down).
+    for i in 0..30 {
+        store.append(&[append(&format!("user-{i}"), Expected::NoStream, vec![ev(i)])]).await.unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    wait::until("published", Duration::from_secs(10), || async {
+        (store.outbox_pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    relay.join().await;
+    for i in 30..40 {
+        store.append(&[append(&format!("user-{i}"), Expected::NoStream, vec![ev(i)])]).await.unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    wait::until("published after restart", Duration::from_secs(10), || async {
+        (store.outbox_pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let msgs = stream_messages(&bus, "KUBEGATE_IDENTITY").await;
+    assert_eq!(msgs.iter().map(|m| m.position).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    shutdown.cancel();
+    relay.join().await;
+}

@@ -98,8 +98,9 @@ impl Bus {
             .connect(addrs)
             .await
             .map_err(|e| BusError::Connect { url: config.url.clone(), message: e.to_string() })?;
+        // A short timeout: an acknowledgement lost with a dying connection is retried soon.
         let js = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(2))
             .max_ack_inflight(4096)
             .build(client.clone());
         Ok(Bus { client, js, state: rx })

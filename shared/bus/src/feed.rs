@@ -87,21 +87,23 @@ impl FeedTask {
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(50);
         loop {
+            let before = self.next;
             let cancel = self.cancel.clone();
             let round = tokio::select! {
                 _ = cancel.cancelled() => Round::Stop,
                 r = self.round() => r,
             };
-            match round {
-                Round::Stop => return,
-                Round::Retry => {
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+            if let Round::Stop = round {
+                return;
             }
+            if self.next != before {
+                backoff = Duration::from_millis(50);
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -150,8 +152,17 @@ impl FeedTask {
         }
         let mut check = tokio::time::interval(Duration::from_secs(1));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut state = self.bus.watch_state();
+        state.mark_unchanged();
         loop {
             tokio::select! {
+                changed = state.changed() => {
+                    // After a reconnect, start a fresh consumer at once rather than wait for the
+                    // old one's heartbeats to time out: the server may have lost it.
+                    if changed.is_err() || matches!(*state.borrow(), crate::ConnectionState::Connected) {
+                        return Round::Retry;
+                    }
+                }
                 msg = messages.next() => {
                     let Some(Ok(msg)) = msg else { return Round::Retry };
                     let Ok(info) = msg.info() else { continue };

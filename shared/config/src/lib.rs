@@ -1,0 +1,175 @@
+//! Configuration pieces every kubegate service shares (NATS, telemetry, TLS, admin listener,
+//! trusted proxies), as `clap` argument groups that read flags or `KUBEGATE_*` variables. Each
+//! service flattens them into its own config struct, parsed once in `main`; nothing deeper reads
+//! the environment.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+/// Parses flags and environment into `T`; on a bad configuration prints one line and exits 64
+/// (EX_USAGE). `--help` and `--version` exit 0.
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid configuration");
+            eprintln!("{}: {}", T::command().get_name(), first.trim_start_matches("error: "));
+            std::process::exit(64)
+        }
+    }
+}
+
+/// Exits 64 with one line naming what is wrong (for checks clap cannot do).
+pub fn exit_config_error(service: &str, message: impl fmt::Display) -> ! {
+    eprintln!("{service}: invalid configuration: {message}");
+    std::process::exit(64)
+}
+
+/// Parses durations like `500ms`, `30s`, `2m`, `90d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration: {e}"))
+}
+
+#[derive(Args, Clone)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long = "nats-url", env = "KUBEGATE_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// NATS user name (with --nats-password).
+    #[arg(long = "nats-user", env = "KUBEGATE_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long = "nats-password", env = "KUBEGATE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT and nkey seed).
+    #[arg(long = "nats-creds", env = "KUBEGATE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA bundle for the NATS server's certificate; enables TLS.
+    #[arg(long = "nats-ca", env = "KUBEGATE_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate for NATS mutual TLS.
+    #[arg(long = "nats-cert", env = "KUBEGATE_NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// Client key for NATS mutual TLS.
+    #[arg(long = "nats-key", env = "KUBEGATE_NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
+}
+
+impl fmt::Debug for NatsArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_config("").fmt(f)
+    }
+}
+
+impl NatsArgs {
+    pub fn to_config(&self, name: &str) -> kubegate_bus::NatsConfig {
+        kubegate_bus::NatsConfig {
+            url: self.nats_url.clone(),
+            name: name.to_string(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca: self.nats_ca.clone(),
+            tls_cert: self.nats_cert.clone(),
+            tls_key: self.nats_key.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TelemetryArgs {
+    /// Log format: human or json.
+    #[arg(long = "log-format", env = "KUBEGATE_LOG_FORMAT", default_value = "human")]
+    pub log_format: kubegate_telemetry::LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long = "log", env = "KUBEGATE_LOG", default_value = "info")]
+    pub log: String,
+    /// OTLP/gRPC endpoint for traces; unset disables export.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Admin listener (plain HTTP: /healthz, /readyz, /metrics).
+    #[arg(long = "admin-listen", env = "KUBEGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl TelemetryArgs {
+    pub fn to_config(&self, service: &str) -> kubegate_telemetry::TelemetryConfig {
+        kubegate_telemetry::TelemetryConfig {
+            service: service.to_string(),
+            log_format: self.log_format,
+            log_filter: self.log.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerTlsArgs {
+    /// Server certificate chain (PEM).
+    #[arg(long = "tls-cert", env = "KUBEGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long = "tls-key", env = "KUBEGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP; only behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+    #[arg(long = "insecure-plain-http", env = "KUBEGATE_INSECURE_PLAIN_HTTP", default_value_t = false)]
+    pub plain_http: bool,
+}
+
+impl ServerTlsArgs {
+    /// The rustls server config, `None` for plain HTTP. Errors name the file at fault.
+    pub fn load(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Option<Arc<kubegate_tls::rustls_config::ServerConfig>>, String> {
+        if self.plain_http {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Err("--tls-cert and --tls-key are required (or --insecure-plain-http)".to_string());
+        };
+        let cert_pem =
+            std::fs::read_to_string(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+        let key_pem =
+            std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+        kubegate_tls::server_config(&cert_pem, &key_pem, alpn).map(Some).map_err(|e| e.to_string())
+    }
+}
+
+/// Addresses allowed to speak for a client (`X-Forwarded-For`, `X-Forwarded-Proto`).
+#[derive(Args, Debug, Clone)]
+pub struct TrustedProxyArgs {
+    /// CIDRs of proxies whose X-Forwarded-* headers are believed.
+    #[arg(
+        long = "trusted-proxies",
+        env = "KUBEGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl TrustedProxyArgs {
+    pub fn trusts(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&addr))
+    }
+}

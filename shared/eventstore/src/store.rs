@@ -213,16 +213,23 @@ impl EventStore {
         let mut correlations = Vec::with_capacity(count);
         let mut payloads = Vec::with_capacity(count);
         let mut stored = Vec::with_capacity(count);
+        // A batch may append to one stream several times (commands decided one after another).
+        let mut in_batch: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
         for append in appends {
-            let current: i64 = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(sequence), 0) FROM kubegate_events WHERE stream = $1",
-                    &[&append.stream],
-                )
-                .await
-                .map_err(AppendFailure::pg)?
-                .get(0);
-            let current = current as u64;
+            let current = match in_batch.get(append.stream.as_str()) {
+                Some(v) => *v,
+                None => {
+                    let v: i64 = tx
+                        .query_one(
+                            "SELECT COALESCE(MAX(sequence), 0) FROM kubegate_events WHERE stream = $1",
+                            &[&append.stream],
+                        )
+                        .await
+                        .map_err(AppendFailure::pg)?
+                        .get(0);
+                    v as u64
+                }
+            };
             let ok = match append.expected {
                 Expected::Any => true,
                 Expected::NoStream => current == 0,
@@ -269,6 +276,7 @@ impl EventStore {
                 payloads.push(e.payload.get().to_string());
                 stored.push(e);
             }
+            in_batch.insert(append.stream.as_str(), sequence);
         }
         let inserted = tx
             .execute(

@@ -224,3 +224,24 @@ async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
     shutdown.cancel();
     relay.join().await;
 }
+
+#[tokio::test]
+async fn one_batch_may_append_to_a_stream_twice() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let stored = store
+        .append(&[
+            append("user-1", Expected::NoStream, vec![ev(1)]),
+            append("user-2", Expected::NoStream, vec![ev(2)]),
+            append("user-1", Expected::Exactly(1), vec![ev(3)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored.iter().map(|e| (e.stream.as_str(), e.sequence)).collect::<Vec<_>>(), vec![("user-1", 1), ("user-2", 1), ("user-1", 2)]);
+    let err = store
+        .append(&[append("user-3", Expected::NoStream, vec![ev(1)]), append("user-3", Expected::NoStream, vec![ev(2)])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: 1, .. }));
+    assert!(store.load_stream("user-3").await.unwrap().is_empty());
+}

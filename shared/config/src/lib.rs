@@ -55,7 +55,7 @@ pub struct NatsArgs {
     pub nats_user: Option<String>,
     /// NATS password.
     #[arg(long = "nats-password", env = "KUBEGATE_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
+    pub nats_password: Option<Secret>,
     /// NATS credentials file (JWT and nkey seed).
     #[arg(long = "nats-creds", env = "KUBEGATE_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
@@ -82,7 +82,7 @@ impl NatsArgs {
             url: self.nats_url.clone(),
             name: name.to_string(),
             user: self.nats_user.clone(),
-            password: self.nats_password.clone(),
+            password: self.nats_password.as_ref().map(|s| s.expose().to_string()),
             creds_file: self.nats_creds.clone(),
             tls_ca: self.nats_ca.clone(),
             tls_cert: self.nats_cert.clone(),
@@ -171,5 +171,44 @@ impl TrustedProxyArgs {
             v4 => v4,
         };
         self.trusted_proxies.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// A secret taken from a flag or variable. `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }

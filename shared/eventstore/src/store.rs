@@ -90,7 +90,10 @@ pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => StoreError::Unavailable(pg_message(&pg)),
+        other => StoreError::Unavailable(other.to_string()),
+    }
 }
 
 /// A handle on one service's event log. Cloning shares the connection pool.
@@ -132,6 +135,10 @@ impl EventStore {
         loop {
             match store.migrate().await {
                 Ok(()) => return Ok(store),
+                Err(StoreError::Unavailable(m)) if m.starts_with("3D000") => {
+                    // The service's database does not exist yet: create it (first start).
+                    store.create_database().await?;
+                }
                 Err(StoreError::Unavailable(m)) if Instant::now() < deadline => {
                     tracing::warn!(error = %m, "event store not reachable yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -139,6 +146,28 @@ impl EventStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    async fn create_database(&self) -> Result<(), StoreError> {
+        let name = self
+            .config
+            .get_dbname()
+            .ok_or_else(|| StoreError::Config("no database name".into()))?
+            .to_string();
+        let mut admin = self.config.clone();
+        admin.dbname("postgres");
+        let (client, conn) = admin.connect(NoTls).await.map_err(StoreError::from_pg)?;
+        let driver = tokio::spawn(conn);
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another replica created it first.
+            Err(e) if e.as_db_error().map(|d| d.code().code() == "42P04").unwrap_or(false) => {}
+            Err(e) => return Err(StoreError::from_pg(e)),
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(())
     }
 
     pub(crate) fn pg_config(&self) -> &tokio_postgres::Config {

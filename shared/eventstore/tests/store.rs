@@ -237,11 +237,34 @@ async fn one_batch_may_append_to_a_stream_twice() {
         ])
         .await
         .unwrap();
-    assert_eq!(stored.iter().map(|e| (e.stream.as_str(), e.sequence)).collect::<Vec<_>>(), vec![("user-1", 1), ("user-2", 1), ("user-1", 2)]);
+    assert_eq!(
+        stored.iter().map(|e| (e.stream.as_str(), e.sequence)).collect::<Vec<_>>(),
+        vec![("user-1", 1), ("user-2", 1), ("user-1", 2)]
+    );
     let err = store
-        .append(&[append("user-3", Expected::NoStream, vec![ev(1)]), append("user-3", Expected::NoStream, vec![ev(2)])])
+        .append(&[
+            append("user-3", Expected::NoStream, vec![ev(1)]),
+            append("user-3", Expected::NoStream, vec![ev(2)]),
+        ])
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { actual: 1, .. }));
     assert!(store.load_stream("user-3").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_database_is_created_on_first_start() {
+    let db = TestDb::create().await;
+    let url = format!("{}_new", db.url());
+    let store = EventStore::connect(&url, 2, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(store.last_position().await.unwrap(), 0);
+    drop(store);
+    let (client, conn) = tokio_postgres::connect(
+        &format!("{} dbname=postgres", db.dsn().rsplit_once(" dbname=").unwrap().0),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {}_new WITH (FORCE)", db.name)).await.unwrap();
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod propagation;
 mod setup;
+pub mod signals;
 
 pub use admin::{Readiness, admin_router, serve_admin};
 pub use setup::{LogFormat, TelemetryConfig, TelemetryError, TelemetryGuard, init};

@@ -5,5 +5,8 @@
 pub mod kubectl;
 pub mod nats;
 pub mod net;
+pub mod openapi;
 pub mod postgres;
+pub mod process;
+pub mod python;
 pub mod wait;

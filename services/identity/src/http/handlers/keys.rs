@@ -1,0 +1,66 @@
+//! Signing keys: list (public parts), rotate, retire.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::origin;
+use crate::domain::Command;
+use crate::http::extract::{Admin, Correlation};
+use crate::http::{ApiError, AppState};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    kid: String,
+    public_key: String,
+    active: bool,
+    retired: bool,
+    added_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn list(State(state): State<AppState>, _: Admin) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let keys = state
+        .engine
+        .read(|s| {
+            let active = s.active_key().map(|k| k.kid.clone());
+            s.keys
+                .iter()
+                .map(|k| KeyView {
+                    kid: k.kid.clone(),
+                    public_key: k.public_key.clone(),
+                    active: Some(&k.kid) == active.as_ref(),
+                    retired: k.retired,
+                    added_at: k.added_at,
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Json(keys))
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Correlation(correlation): Correlation,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let command =
+        crate::new_signing_key_command(&state.master).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let kid = match &command {
+        Command::AddSigningKey { kid, .. } => kid.clone(),
+        _ => String::new(),
+    };
+    state.engine.execute(command, origin(&session, correlation)).await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+pub async fn retire(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Correlation(correlation): Correlation,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.execute(Command::RetireSigningKey { kid }, origin(&session, correlation)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

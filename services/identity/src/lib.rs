@@ -1,0 +1,167 @@
+//! kubegate's identity service: users (argon2id passwords), teams, the global role, settings
+//! (kubeconfig expiry), signing keys and tokens. Event sourced in its own PostgreSQL database;
+//! every event is published to `KUBEGATE_IDENTITY` through the outbox.
+
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod rpc;
+
+use std::sync::Arc;
+
+use kubegate_bus::{Bus, StreamDef};
+use kubegate_events::Actor;
+use kubegate_eventstore::{EventStore, OutboxRelay};
+use kubegate_telemetry::Readiness;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::crypto::{MasterKey, Purpose};
+use crate::domain::{Command, DomainError};
+use crate::engine::{Engine, EngineError, Origin};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] kubegate_eventstore::StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Bus(#[from] kubegate_bus::BusError),
+    #[error(transparent)]
+    Telemetry(#[from] kubegate_telemetry::TelemetryError),
+}
+
+impl Error {
+    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Telemetry(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// A fresh signing key, its seed sealed with the master key, as a command.
+pub fn new_signing_key_command(master: &MasterKey) -> Result<Command, String> {
+    let kid = format!("k-{}", uuid::Uuid::now_v7().simple());
+    let key = kubegate_token::SigningKey::generate(kid.clone()).map_err(|e| e.to_string())?;
+    let sealed = master.seal(Purpose::SigningKey, key.seed().as_ref()).map_err(|e| e.to_string())?;
+    Ok(Command::AddSigningKey { kid, public_key: key.public_key(), private_key: sealed })
+}
+
+/// First start: the `admin` user and a signing key. Safe when replicas start together.
+async fn bootstrap(engine: &Engine, master: &MasterKey, admin_password: Option<&str>) -> Result<(), Error> {
+    let (no_users, no_key) = engine.read(|s| (s.users.is_empty(), s.active_key().is_none())).await?;
+    let origin = || Origin { actor: Actor::system("identity"), correlation_id: "first-start".to_string() };
+    if no_users {
+        let password = admin_password.ok_or_else(|| {
+            Error::Config("KUBEGATE_ADMIN_PASSWORD is required on first start: no users exist yet".into())
+        })?;
+        domain::decide::validate_password(password)
+            .map_err(|e| Error::Config(format!("KUBEGATE_ADMIN_PASSWORD: {e}")))?;
+        let sealed = crypto::seal_password(master, password).map_err(|e| Error::Config(e.to_string()))?;
+        let command = Command::CreateUser {
+            username: "admin".to_string(),
+            role: kubegate_events::identity::GlobalRole::Admin,
+            password: sealed,
+        };
+        match engine.execute(command, origin()).await {
+            Ok(_) => tracing::info!("created the admin user"),
+            Err(EngineError::Domain(DomainError::Conflict(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if no_key {
+        let command = new_signing_key_command(master).map_err(Error::Config)?;
+        engine.execute(command, origin()).await?;
+        tracing::info!("created the first signing key");
+    }
+    Ok(())
+}
+
+/// Runs identity until `shutdown`, then drains.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let telemetry = kubegate_telemetry::init(&config.telemetry.to_config("identity"))?;
+    let master = MasterKey::parse(config.master_key.expose())
+        .map_err(|e| Error::Config(format!("KUBEGATE_MASTER_KEY: {e}")))?;
+    let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let readiness = Readiness::new();
+    readiness.set("event-store", false, "connecting");
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.telemetry.admin_listen {
+        let admin = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        let router = kubegate_telemetry::admin_router(readiness.clone(), telemetry.prometheus.clone());
+        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
+    }
+
+    let store = EventStore::connect(&config.database_url, 8, config.database_wait).await?;
+    let engine = Engine::start(store.clone(), master.clone()).await?;
+    bootstrap(&engine, &master, config.admin_password.as_ref().map(|s| s.expose())).await?;
+
+    let bus = Bus::connect(&config.nats.to_config("kubegate-identity")).await?;
+    {
+        // NATS may be away at start: the outbox keeps events until the stream can take them.
+        let bus = bus.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match bus.ensure_stream(&StreamDef::identity()).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "identity stream not ensured yet"),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+    let relay_stop = CancellationToken::new();
+    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(relay_stop.clone());
+    tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));
+
+    let decoy = crypto::seal_password(&master, &uuid::Uuid::new_v4().to_string())
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let state = http::AppState {
+        engine,
+        master,
+        session_ttl: config.session_ttl,
+        throttle: Arc::new(http::throttle::Throttle::new(http::throttle::ThrottleLimits {
+            per_user: config.signin_max_failures_per_user,
+            per_address: config.signin_max_failures_per_address,
+            window: config.signin_throttle_window,
+        })),
+        trusted: Arc::new(config.trusted.clone()),
+        decoy: Arc::new(decoy),
+    };
+    readiness.set("event-store", true, "log replayed");
+    let options = match tls {
+        Some(tls) => kubegate_tls::ServeOptions::tls(tls),
+        None => kubegate_tls::ServeOptions::plain(),
+    };
+    tracing::info!(listen = %config.listen, "identity serving");
+    kubegate_tls::serve_router(listener, http::router(state), options, shutdown.clone()).await;
+
+    // Drain: in-flight requests are done; publish what the outbox still holds, then stop.
+    relay_stop.cancel();
+    relay.join().await;
+    bus.flush().await;
+    tasks.shutdown().await;
+    Ok(())
+}

@@ -111,3 +111,46 @@ domain_events! {
         KubeconfigDownloaded(KubeconfigDownloaded) = "kubeconfig.downloaded" v 1,
     }
 }
+
+impl AccessPolicySet {
+    /// What the policy gives `user_id` (directly, or through one of `team_ids`): the most
+    /// permissive role wins. Global admins are environment-admin everywhere; callers check that
+    /// before asking the policy.
+    pub fn grant_for(&self, user_id: u64, team_ids: &[u64]) -> Option<crate::access::Grant> {
+        let grants: Vec<crate::access::Grant> = self
+            .users
+            .iter()
+            .filter(|e| e.id == user_id)
+            .chain(self.teams.iter().filter(|e| team_ids.contains(&e.id)))
+            .map(|e| crate::access::Grant { role: e.role, namespaces: e.namespaces.clone() })
+            .collect();
+        crate::access::Grant::merge(grants.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_user_gets_the_most_permissive_of_direct_and_team_grants() {
+        let policy = AccessPolicySet {
+            environment_id: 1,
+            users: vec![PolicyEntry {
+                id: 7,
+                role: EnvironmentRole::ReadOnly,
+                namespaces: vec!["qa".into()],
+            }],
+            teams: vec![
+                PolicyEntry { id: 2, role: EnvironmentRole::Standard, namespaces: vec!["dev".into()] },
+                PolicyEntry { id: 3, role: EnvironmentRole::Operator, namespaces: vec![] },
+            ],
+        };
+        assert_eq!(policy.grant_for(7, &[]).unwrap().role, EnvironmentRole::ReadOnly);
+        let g = policy.grant_for(7, &[2]).unwrap();
+        assert_eq!((g.role, g.namespaces), (EnvironmentRole::Standard, vec!["dev".to_string()]));
+        assert_eq!(policy.grant_for(8, &[2, 3]).unwrap().role, EnvironmentRole::Operator);
+        assert!(policy.grant_for(8, &[]).is_none());
+    }
+}

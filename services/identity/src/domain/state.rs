@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use kubegate_events::identity::*;
 use kubegate_events::{Envelope, SealedSecret};
+use kubegate_token::{Claims, Scope, TokenError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -254,5 +255,30 @@ impl IdentityState {
             return Err("the token has been revoked");
         }
         Ok(user)
+    }
+
+    /// Checks a presented token completely: signature, algorithm and key (against the keys not
+    /// retired), expiry, scope, then the user's state (exists, enabled, not revoked wholesale).
+    /// The error is a message fit for the person holding the token.
+    pub fn authenticate(&self, token: &str, scope: Scope, now: i64) -> Result<(&User, Claims), String> {
+        let claims = self.verifying_keys.verify(token, scope, now).map_err(|e| token_refusal(&e, scope))?;
+        let user_id = claims.user_id().map_err(|e| token_refusal(&e, scope))?;
+        let user = self.user_accepts(user_id, claims.iat).map_err(|m| format!("token refused: {m}"))?;
+        Ok((user, claims))
+    }
+}
+
+/// How a refused token is explained.
+pub fn token_refusal(e: &TokenError, expected: Scope) -> String {
+    match (e, expected) {
+        (TokenError::WrongScope { found: "kubeconfig", .. }, Scope::Session) => {
+            "kubeconfig tokens are not accepted by the REST API; sign in to get a session token".into()
+        }
+        (TokenError::WrongScope { found: "session", .. }, Scope::Kubeconfig) => {
+            "session tokens are not accepted here; download a kubeconfig".into()
+        }
+        (TokenError::Expired, Scope::Session) => "session expired; sign in again".into(),
+        (TokenError::Expired, Scope::Kubeconfig) => "token expired; download a new kubeconfig".into(),
+        (other, _) => format!("invalid token: {other}"),
     }
 }

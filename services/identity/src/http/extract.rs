@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use kubegate_events::identity::GlobalRole;
-use kubegate_token::{Scope, TokenError};
+use kubegate_token::Scope;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -71,16 +71,6 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub fn token_error_message(e: &TokenError) -> String {
-    match e {
-        TokenError::WrongScope { found: "kubeconfig", .. } => {
-            "kubeconfig tokens are not accepted by the REST API; sign in to get a session token".into()
-        }
-        TokenError::Expired => "session expired; sign in again".into(),
-        other => format!("invalid session token: {other}"),
-    }
-}
-
 impl FromRequestParts<AppState> for Session {
     type Rejection = ApiError;
 
@@ -92,14 +82,11 @@ impl FromRequestParts<AppState> for Session {
         let result = state
             .engine
             .read(move |s| {
-                let claims = s
-                    .verifying_keys
-                    .verify(&token, Scope::Session, now)
-                    .map_err(|e| token_error_message(&e))?;
-                let user_id = claims.user_id().map_err(|e| token_error_message(&e))?;
-                let user =
-                    s.user_accepts(user_id, claims.iat).map_err(|m| format!("session refused: {m}"))?;
-                Ok::<Session, String>(Session { user_id, username: user.username.clone(), role: user.role })
+                s.authenticate(&token, Scope::Session, now).map(|(user, _)| Session {
+                    user_id: user.id,
+                    username: user.username.clone(),
+                    role: user.role,
+                })
             })
             .await?;
         result.map_err(ApiError::Unauthorized)

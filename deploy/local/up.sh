@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Starts the local stack in the background: the demo Kubernetes API (when no real cluster is
+# configured), identity, kubeconfig, two proxy replicas and HAProxy in front of them on
+# https://127.0.0.1:9443. Logs and pid files go under .kubegate/. Running it again starts only
+# what is not running.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source deploy/local/lib.sh
+mkdir -p "$PID_DIR" "$LOG_DIR"
+
+bin() {
+  local b="$TARGET/$1"
+  [ -x "$b" ] || { echo "kubegate: $b is missing; run make build" >&2; exit 1; }
+  echo "$b"
+}
+
+"$(bin kubegate)" dev init --dir "$KG_DIR" >/dev/null
+MASTER_KEY=$(cat "$KG_DIR/master-key")
+ADMIN_PASSWORD="${KUBEGATE_ADMIN_PASSWORD:-$(cat "$KG_DIR/admin-password")}"
+FLEET_KEY=$(head -n1 "$KG_DIR/fleet-key")
+FLEET_PUBLIC=$(head -n1 "$KG_DIR/fleet-key.pub")
+
+start() { # start <name> <admin port> <env assignments...> -- <command...>
+  local name=$1 admin=$2; shift 2
+  if running "$name"; then
+    echo "  $name already running (pid $(cat "$PID_DIR/$name.pid"))"
+    return 0
+  fi
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" KUBEGATE_ADMIN_LISTEN="127.0.0.1:$admin" KUBEGATE_LOG_FORMAT=json \
+    nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 &
+  echo $! >"$PID_DIR/$name.pid"
+  wait_ready "$name" "$admin" 120
+  echo "  $name ready"
+}
+
+COMMON=(
+  KUBEGATE_NATS_URL="${KUBEGATE_NATS_URL:-nats://127.0.0.1:4222}"
+  KUBEGATE_TLS_CERT="$KG_DIR/server.pem"
+  KUBEGATE_TLS_KEY="$KG_DIR/server-key.pem"
+)
+
+echo "kubegate: starting the local stack"
+if [ -x "$TARGET/kube-sim" ] && "$TARGET/kube-sim" --help 2>/dev/null | grep -q -- --admin-listen; then
+  start kube-sim "$KUBESIM_ADMIN" -- "$TARGET/kube-sim" --listen "127.0.0.1:$KUBESIM_PORT" \
+    --admin-listen "127.0.0.1:$KUBESIM_ADMIN" --state-dir "$KG_DIR/kube-sim" --rbac deploy/cluster/rbac.yaml
+fi
+start identity "$IDENTITY_ADMIN" "${COMMON[@]}" \
+  KUBEGATE_IDENTITY_LISTEN="127.0.0.1:$IDENTITY_PORT" \
+  KUBEGATE_MASTER_KEY="$MASTER_KEY" KUBEGATE_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+  -- "$(bin kubegate-identity)"
+if [ -x "$TARGET/kubegate-kubeconfig" ]; then
+  start kubeconfig "$KUBECONFIG_ADMIN" "${COMMON[@]}" \
+    KUBEGATE_KUBECONFIG_LISTEN="127.0.0.1:$KUBECONFIG_PORT" \
+    KUBEGATE_FLEET_PUBLIC_KEY="$FLEET_PUBLIC" \
+    KUBEGATE_PUBLIC_URL="https://127.0.0.1:$PUBLIC_PORT" KUBEGATE_PUBLIC_CA_FILE="$KG_DIR/ca.pem" \
+    -- "$TARGET/kubegate-kubeconfig"
+fi
+if [ -x "$TARGET/kubegate-proxy" ]; then
+  for i in 1 2; do
+    port_var="PROXY${i}_PORT"; admin_var="PROXY${i}_ADMIN"
+    start "proxy-$i" "${!admin_var}" "${COMMON[@]}" \
+      KUBEGATE_PROXY_LISTEN="127.0.0.1:${!port_var}" KUBEGATE_FLEET_KEY="$FLEET_KEY" \
+      KUBEGATE_IDENTITY_URL="https://127.0.0.1:$IDENTITY_PORT" \
+      KUBEGATE_KUBECONFIG_URL="https://127.0.0.1:$KUBECONFIG_PORT" \
+      KUBEGATE_SERVICES_CA_FILE="$KG_DIR/ca.pem" KUBEGATE_REPLICA_ID="local-$i" \
+      KUBEGATE_AUDIT_SPOOL_DIR="$KG_DIR/spool-$i" \
+      -- "$TARGET/kubegate-proxy"
+  done
+  if ! running haproxy; then
+    sed -e "s/@PUBLIC_PORT@/$PUBLIC_PORT/g" -e "s/@PROXY1_PORT@/$PROXY1_PORT/g" -e "s/@PROXY2_PORT@/$PROXY2_PORT/g" \
+      -e "s/@PROXY1_ADMIN@/$PROXY1_ADMIN/g" -e "s/@PROXY2_ADMIN@/$PROXY2_ADMIN/g" \
+      deploy/local/haproxy.cfg.in >"$KG_DIR/haproxy.cfg"
+    haproxy -f "$KG_DIR/haproxy.cfg" -p "$PID_DIR/haproxy.pid" -D
+    echo "  haproxy on 127.0.0.1:$PUBLIC_PORT"
+  else
+    echo "  haproxy already running"
+  fi
+  ENTRY="https://127.0.0.1:$PUBLIC_PORT"
+else
+  ENTRY="https://127.0.0.1:$IDENTITY_PORT"
+fi
+
+# The demo environment: the stand-in API server, registered once.
+if [ -x "$TARGET/kube-sim" ] && [ -x "$TARGET/kubegate-kubeconfig" ] && [ ! -f "$KG_DIR/demo-registered" ]; then
+  "$(bin kubegate)" dev register-demo --url "$ENTRY" --ca "$KG_DIR/ca.pem" \
+    --password-file <(printf '%s' "$ADMIN_PASSWORD") --kube-sim-dir "$KG_DIR/kube-sim" \
+    --kube-sim-url "https://127.0.0.1:$KUBESIM_PORT" && touch "$KG_DIR/demo-registered"
+fi
+
+cat <<INFO
+
+kubegate is up at $ENTRY (CA: $KG_DIR/ca.pem)
+  admin password: $( [ -n "${KUBEGATE_ADMIN_PASSWORD:-}" ] && echo "\$KUBEGATE_ADMIN_PASSWORD" || echo "in $KG_DIR/admin-password")
+
+Sign in and download a kubeconfig:
+  TOKEN=\$(curl -sS --cacert $KG_DIR/ca.pem -X POST $ENTRY/api/auth \\
+      -d "{\"username\":\"admin\",\"password\":\"\$(cat $KG_DIR/admin-password)\"}" | sed -E 's/.*"jwt":"([^"]+)".*/\1/')
+  curl -sS --cacert $KG_DIR/ca.pem -H "Authorization: Bearer \$TOKEN" -H 'Accept: text/yaml' \\
+      $ENTRY/api/kubernetes/config -o admin-kubeconfig.yaml
+  kubectl --kubeconfig admin-kubeconfig.yaml get pods -A
+
+Logs: $LOG_DIR   Stop: make down
+INFO

@@ -1,5 +1,281 @@
-//! kubegate's proxy: classify each Kubernetes API request, decide it from the user's role, rewrite its headers for upstream.
+//! kubegate's proxy: the public origin. It serves `/api/endpoints/{id}/kubernetes/*` itself —
+//! tokens checked and requests authorized from a cache built from the JetStream event streams,
+//! forwarded with kubegate's credential and the user's impersonation headers, audited — and
+//! passes every other route to identity or kubeconfig.
 
+pub mod audit;
 pub mod authz;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod filter;
 pub mod headers;
+mod kubernetes;
+pub mod passthrough;
 pub mod request_info;
+pub mod status;
+pub mod upgrade;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use kubegate_bus::{Bus, StreamDef};
+use kubegate_telemetry::Readiness;
+use kubegate_tls::ConnInfo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::audit::Auditor;
+use crate::body::ProxyBody;
+use crate::cache::{Cache, Trust};
+use crate::passthrough::Services;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the audit spool: {0}")]
+    Spool(#[source] std::io::Error),
+    #[error(transparent)]
+    Bus(#[from] kubegate_bus::BusError),
+    #[error(transparent)]
+    Telemetry(#[from] kubegate_telemetry::TelemetryError),
+}
+
+impl Error {
+    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Telemetry(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// Limits that apply to every request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub request_timeout: Duration,
+    pub max_watches_per_user: usize,
+    pub max_staleness: Option<Duration>,
+}
+
+/// One replica's shared state.
+pub struct Proxy {
+    pub cache: Arc<Cache>,
+    pub auditor: Auditor,
+    pub bus: Bus,
+    pub services: Services,
+    pub limits: Limits,
+    /// Cancelled after the drain: closes tunnels and streams still open.
+    pub shutdown: CancellationToken,
+}
+
+const KUBERNETES_MARK: &str = "/kubernetes";
+
+impl Proxy {
+    /// Routes one request of the public origin.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> Response<ProxyBody> {
+        let request_id = uuid::Uuid::now_v7().simple().to_string();
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix("/api/endpoints/")
+            && let Some(slash) = rest.find('/')
+            && rest[slash..].starts_with(KUBERNETES_MARK)
+            && (rest.len() == slash + KUBERNETES_MARK.len()
+                || rest.as_bytes()[slash + KUBERNETES_MARK.len()] == b'/')
+        {
+            let env = rest[..slash].to_string();
+            let k8s_path = rest[slash + KUBERNETES_MARK.len()..].to_string();
+            return kubernetes::handle(self.clone(), req, info.remote, &env, &k8s_path, request_id).await;
+        }
+        match passthrough::route(path) {
+            Some(target) => self.services.forward(target, req, info.remote, &request_id).await,
+            None => status::rest_error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{what} {}: {e}", path.display())))
+}
+
+/// Runs a proxy replica until `shutdown`, then drains.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let telemetry = kubegate_telemetry::init(&config.telemetry.to_config("proxy"))?;
+    let fleet = kubegate_seal::FleetSecretKey::parse(config.fleet_key.expose())
+        .map_err(|e| Error::Config(format!("KUBEGATE_FLEET_KEY: {e}")))?;
+    if config.tls.plain_http {
+        return Err(Error::Config("the proxy serves HTTPS only; remove --insecure-plain-http".into()));
+    }
+    let tls = config
+        .tls
+        .load(&[b"h2", b"http/1.1"])
+        .map_err(Error::Config)?
+        .ok_or_else(|| Error::Config("--tls-cert and --tls-key are required".into()))?;
+    let services_ca =
+        match &config.services_ca_file {
+            Some(path) => read_file(path, "KUBEGATE_SERVICES_CA_FILE")?,
+            None => return Err(Error::Config(
+                "KUBEGATE_SERVICES_CA_FILE is required (the CA of identity's and kubeconfig's certificates)"
+                    .into(),
+            )),
+        };
+    let services_tls = kubegate_tls::client_config(&services_ca, None, &[b"h2", b"http/1.1"])
+        .map_err(|e| Error::Config(format!("KUBEGATE_SERVICES_CA_FILE: {e}")))?;
+    for (name, url) in
+        [("KUBEGATE_IDENTITY_URL", &config.identity_url), ("KUBEGATE_KUBECONFIG_URL", &config.kubeconfig_url)]
+    {
+        if !url.starts_with("https://") || url.parse::<http::Uri>().is_err() {
+            return Err(Error::Config(format!("{name} must be an https URL, not {url:?}")));
+        }
+    }
+    let replica = config.replica_id.clone().unwrap_or_else(default_replica_id);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let readiness = Readiness::new();
+    readiness.set("cache", false, "replaying the event streams");
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.telemetry.admin_listen {
+        let admin = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+        let router = kubegate_telemetry::admin_router(readiness.clone(), telemetry.prometheus.clone());
+        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
+    }
+
+    let bus = Bus::connect(&config.nats.to_config(&format!("kubegate-proxy-{replica}"))).await?;
+    let cache = Arc::new(Cache::new(fleet));
+    let follow_stop = CancellationToken::new();
+    tokio::spawn(cache::follow::run(cache.clone(), bus.clone(), follow_stop.clone()));
+    {
+        let bus = bus.clone();
+        let def = StreamDef::audit(config.audit_max_age, config.audit_max_bytes);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match bus.ensure_stream(&def).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "audit stream not ensured yet"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+    let audit_stop = CancellationToken::new();
+    let (auditor, audit_task) = audit::spawn(
+        bus.clone(),
+        &replica,
+        config.audit_spool_dir.clone(),
+        config.audit_spool_max_bytes,
+        audit_stop.clone(),
+    )
+    .map_err(Error::Spool)?;
+
+    let proxy = Arc::new(Proxy {
+        cache: cache.clone(),
+        auditor: auditor.clone(),
+        bus: bus.clone(),
+        services: Services {
+            identity: config.identity_url.clone(),
+            kubeconfig: config.kubeconfig_url.clone(),
+            client: upstream::build_client(services_tls, true),
+            max_body_bytes: config.max_body_bytes as usize,
+        },
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+            max_watches_per_user: config.max_watches_per_user,
+            max_staleness: config.max_staleness,
+        },
+        shutdown: CancellationToken::new(),
+    });
+
+    // Readiness follows the cache, the bus (in strict mode) and the audit spool.
+    {
+        let readiness = readiness.clone();
+        let proxy = proxy.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        readiness.set("draining", false, "shutting down");
+                        return;
+                    }
+                    _ = tick.tick() => {}
+                }
+                let trust = proxy.cache.trust();
+                readiness.set(
+                    "cache",
+                    trust == Trust::Current,
+                    format!("{trust:?}; {} environments", proxy.cache.environment_count()),
+                );
+                let stale = match (proxy.limits.max_staleness, proxy.bus.state()) {
+                    (Some(max), kubegate_bus::ConnectionState::Disconnected { since }) => {
+                        since.elapsed() > max
+                    }
+                    _ => false,
+                };
+                readiness.set("bus", !stale, if stale { "event bus away longer than allowed" } else { "ok" });
+                let spool_full = proxy.auditor.status.spool_full.load(std::sync::atomic::Ordering::Relaxed);
+                readiness.set(
+                    "audit",
+                    !spool_full,
+                    if spool_full { "audit spool over its limit" } else { "ok" },
+                );
+            }
+        });
+    }
+
+    let mut options = kubegate_tls::ServeOptions::tls(tls);
+    options.max_connections = config.max_connections;
+    options.grace = config.shutdown_grace;
+    tracing::info!(listen = %config.listen, replica = %replica, "proxy serving");
+    let serving = proxy.clone();
+    kubegate_tls::serve(
+        listener,
+        move |info: ConnInfo| {
+            let proxy = serving.clone();
+            tower::service_fn(move |req: Request<Incoming>| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+            })
+        },
+        options,
+        shutdown.clone(),
+    )
+    .await;
+
+    // Drained (or the grace period is over): close what is still open, then flush the audit.
+    proxy.shutdown.cancel();
+    proxy.cache.sessions.cut_all();
+    follow_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    audit_stop.cancel();
+    audit_task.join().await;
+    bus.flush().await;
+    tasks.shutdown().await;
+    Ok(())
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    if host.is_empty() { format!("replica-{suffix}") } else { format!("{host}-{suffix}") }
+}

@@ -35,6 +35,16 @@ pub struct ServeOptions {
     pub grace: Duration,
     pub header_read_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// HTTP/1.1: the most bytes of request line and headers (beyond: 431).
+    pub max_header_bytes: usize,
+    /// HTTP/1.1: the most header fields (beyond: 431).
+    pub max_headers: usize,
+    /// h2: the most header-list bytes, concurrent streams, and reset streams tolerated before
+    /// the connection is closed (rapid-reset protection).
+    pub h2_max_header_list_size: u32,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_pending_accept_reset_streams: usize,
+    pub h2_max_local_error_reset_streams: usize,
 }
 
 impl ServeOptions {
@@ -45,6 +55,12 @@ impl ServeOptions {
             grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            h2_max_header_list_size: 64 * 1024,
+            h2_max_concurrent_streams: 256,
+            h2_max_pending_accept_reset_streams: 20,
+            h2_max_local_error_reset_streams: 256,
         }
     }
 
@@ -74,12 +90,52 @@ pub async fn serve_router(
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) {
+    serve(
+        listener,
+        move |info| {
+            let router = router.clone();
+            tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(info);
+                router.clone().oneshot(req)
+            })
+        },
+        opts,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves connections accepted on `listener` with a service made per connection by `make`
+/// until `shutdown`, then drains for at most `opts.grace`. Upgrades (HTTP/1.1) are supported.
+pub async fn serve<F, S, B>(listener: TcpListener, make: F, opts: ServeOptions, shutdown: CancellationToken)
+where
+    F: Fn(ConnInfo) -> S,
+    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192))
+        .max_headers(opts.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.h2_max_concurrent_streams)
+        .max_header_list_size(opts.h2_max_header_list_size)
+        .max_pending_accept_reset_streams(opts.h2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(opts.h2_max_local_error_reset_streams)
+        .keep_alive_interval(Duration::from_secs(30));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -98,12 +154,7 @@ pub async fn serve_router(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { remote, tls: acceptor.is_some() };
-        let router = router.clone();
-        let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            router.clone().oneshot(req)
-        });
-        let service = TowerToHyperService::new(service);
+        let service = TowerToHyperService::new(make(info));
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();

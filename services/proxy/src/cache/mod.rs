@@ -1,0 +1,541 @@
+//! The proxy's memory: everything it needs to decide a request, built from the identity and
+//! environment event streams. One task writes (see `follow`); request handlers read without
+//! waiting: concurrent maps for what changes often (revocations, users), an atomically swapped
+//! snapshot for what changes rarely (keys, environments).
+
+pub mod follow;
+pub mod sessions;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use kubegate_events::access::{EnvironmentRole, Grant};
+use kubegate_events::environments::{AccessPolicySet, EnvironmentEvent, SealedCredential};
+use kubegate_events::identity::{GlobalRole, IdentityEvent};
+use kubegate_seal::FleetSecretKey;
+use kubegate_token::{Claims, KeySet, Scope, TokenError};
+use sha2::{Digest, Sha256};
+
+use crate::upstream::Upstream;
+pub use sessions::Sessions;
+
+/// What the proxy knows of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub username: String,
+    pub admin: bool,
+    pub disabled: bool,
+    /// Tokens with `iat` below this (seconds) are revoked; 0 for none.
+    pub valid_after: i64,
+    pub teams: BTreeSet<u64>,
+}
+
+/// One environment: where it is, how to authenticate there, who may do what.
+pub struct Environment {
+    pub id: u64,
+    pub name: String,
+    pub url: String,
+    pub ca_pem: Option<String>,
+    pub insecure_skip_tls_verify: bool,
+    sealed: SealedCredential,
+    pub policy: AccessPolicySet,
+    upstream: OnceLock<Result<Arc<Upstream>, String>>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Environment {
+    /// The connection pool and credential, built on first use (opening the sealed credential
+    /// with the fleet key). An error says why the environment cannot be reached.
+    pub fn upstream(&self, fleet: &FleetSecretKey) -> Result<Arc<Upstream>, String> {
+        self.upstream
+            .get_or_init(|| {
+                let sealed = kubegate_seal::SealedCredential::from_armored(self.sealed.0.clone())
+                    .map_err(|e| format!("environment {}'s sealed credential is damaged: {e}", self.id))?;
+                let credential = kubegate_seal::open(fleet, &sealed).map_err(|e| {
+                    format!("environment {}'s credential cannot be opened by this proxy: {e}", self.id)
+                })?;
+                Upstream::new(&self.url, self.ca_pem.as_deref(), self.insecure_skip_tls_verify, &credential)
+                    .map(Arc::new)
+                    .map_err(|e| format!("environment {} is misconfigured: {e}", self.id))
+            })
+            .clone()
+    }
+
+    fn with(&self, f: impl FnOnce(&mut EnvironmentParts)) -> Environment {
+        let mut parts = EnvironmentParts {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            ca_pem: self.ca_pem.clone(),
+            insecure: self.insecure_skip_tls_verify,
+            sealed: self.sealed.clone(),
+            policy: self.policy.clone(),
+        };
+        let before = (parts.url.clone(), parts.ca_pem.clone(), parts.insecure, parts.sealed.clone());
+        f(&mut parts);
+        let after = (parts.url.clone(), parts.ca_pem.clone(), parts.insecure, parts.sealed.clone());
+        let upstream = OnceLock::new();
+        if before == after
+            && let Some(u) = self.upstream.get()
+        {
+            // Same endpoint and credential: keep the warm connection pool.
+            let _ = upstream.set(u.clone());
+        }
+        Environment {
+            id: self.id,
+            name: parts.name,
+            url: parts.url,
+            ca_pem: parts.ca_pem,
+            insecure_skip_tls_verify: parts.insecure,
+            sealed: parts.sealed,
+            policy: parts.policy,
+            upstream,
+        }
+    }
+}
+
+struct EnvironmentParts {
+    name: String,
+    url: String,
+    ca_pem: Option<String>,
+    insecure: bool,
+    sealed: SealedCredential,
+    policy: AccessPolicySet,
+}
+
+/// A token that passed every check, with who it stands for.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub claims: Arc<Claims>,
+    pub kid: Arc<str>,
+    pub user_id: u64,
+    pub user: Arc<UserEntry>,
+}
+
+/// What never changes about a token once its signature is checked.
+#[derive(Debug)]
+struct Verified {
+    claims: Arc<Claims>,
+    kid: Arc<str>,
+}
+
+/// Whether the replica may answer from its cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Caught up with both streams (or following them live).
+    Current,
+    /// Still replaying; not ready yet.
+    CatchingUp,
+    /// A stream was reset or a gap did not close: fail closed until rebuilt.
+    Untrusted,
+}
+
+const VERIFIED_CAPACITY: u64 = 100_000;
+
+pub struct Cache {
+    keys: ArcSwap<KeySet>,
+    retired_kids: DashMap<String, ()>,
+    revoked: DashMap<String, i64>,
+    users: DashMap<u64, Arc<UserEntry>>,
+    teams: DashMap<u64, (String, BTreeSet<u64>)>,
+    environments: ArcSwap<HashMap<u64, Arc<Environment>>>,
+    /// SHA-256 of a token → its verified claims. Bounded, so garbage tokens cannot grow it.
+    verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+    pub sessions: Sessions,
+    identity_caught_up: AtomicBool,
+    environments_caught_up: AtomicBool,
+    untrusted: AtomicBool,
+    /// Milliseconds since `started` of the last event or caught-up signal, for staleness.
+    last_contact_ms: AtomicU64,
+    started: Instant,
+    pub fleet: FleetSecretKey,
+}
+
+impl Cache {
+    pub fn new(fleet: FleetSecretKey) -> Cache {
+        Cache {
+            keys: ArcSwap::from_pointee(KeySet::new()),
+            retired_kids: DashMap::new(),
+            revoked: DashMap::new(),
+            users: DashMap::new(),
+            teams: DashMap::new(),
+            environments: ArcSwap::from_pointee(HashMap::new()),
+            verified: moka::sync::Cache::new(VERIFIED_CAPACITY),
+            sessions: Sessions::default(),
+            identity_caught_up: AtomicBool::new(false),
+            environments_caught_up: AtomicBool::new(false),
+            untrusted: AtomicBool::new(false),
+            last_contact_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            fleet,
+        }
+    }
+
+    pub fn trust(&self) -> Trust {
+        if self.untrusted.load(Ordering::Acquire) {
+            Trust::Untrusted
+        } else if self.identity_caught_up.load(Ordering::Acquire)
+            && self.environments_caught_up.load(Ordering::Acquire)
+        {
+            Trust::Current
+        } else {
+            Trust::CatchingUp
+        }
+    }
+
+    pub(crate) fn set_untrusted(&self, untrusted: bool) {
+        self.untrusted.store(untrusted, Ordering::Release);
+    }
+
+    pub(crate) fn set_caught_up(&self, identity: bool, caught_up: bool) {
+        if identity {
+            self.identity_caught_up.store(caught_up, Ordering::Release);
+        } else {
+            self.environments_caught_up.store(caught_up, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_contact_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the cache last heard from the bus.
+    pub fn since_contact(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_contact_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Verifies a kubeconfig token and everything about its holder, every time: signature (cached
+    /// by token hash), key not retired, expiry, scope, revocation of the token, the user's state.
+    pub fn authenticate(&self, token: &str, now: i64) -> Result<Authenticated, String> {
+        if token.len() > kubegate_token::MAX_TOKEN_LEN {
+            return Err(TokenError::Oversized.to_string());
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let verified = match self.verified.get(&digest) {
+            Some(v) => v,
+            None => {
+                let claims = self.keys.load().verify_signature(token).map_err(|e| refusal(&e))?;
+                let kid: Arc<str> = token_kid(token).unwrap_or_default().into();
+                let v = Arc::new(Verified { claims: Arc::new(claims), kid });
+                self.verified.insert(digest, v.clone());
+                v
+            }
+        };
+        let claims = &verified.claims;
+        kubegate_token::check_claims(claims, Scope::Kubeconfig, now).map_err(|e| refusal(&e))?;
+        if !self.retired_kids.is_empty() && self.retired_kids.contains_key(&*verified.kid) {
+            return Err("token refused: its signing key has been retired; download a new kubeconfig".into());
+        }
+        if self.revoked.contains_key(&claims.jti) {
+            return Err("token revoked; download a new kubeconfig".into());
+        }
+        let user_id: u64 =
+            claims.sub.parse().map_err(|_| "invalid token: sub is not a user id".to_string())?;
+        let user = self
+            .users
+            .get(&user_id)
+            .map(|u| u.value().clone())
+            .ok_or("token refused: the user no longer exists")?;
+        if user.disabled {
+            return Err("token refused: the user is disabled".into());
+        }
+        if claims.iat < user.valid_after {
+            return Err("token revoked; download a new kubeconfig".into());
+        }
+        Ok(Authenticated { claims: claims.clone(), kid: verified.kid.clone(), user_id, user })
+    }
+
+    pub fn environment(&self, id: u64) -> Option<Arc<Environment>> {
+        self.environments.load().get(&id).cloned()
+    }
+
+    pub fn environment_count(&self) -> usize {
+        self.environments.load().len()
+    }
+
+    /// The user's grant in `env`: admins are environment-admin everywhere; others get what the
+    /// access policy gives them directly or through a team.
+    pub fn grant(&self, user: &UserEntry, user_id: u64, env: &Environment) -> Option<Grant> {
+        if user.admin {
+            return Some(Grant { role: EnvironmentRole::EnvironmentAdmin, namespaces: Vec::new() });
+        }
+        let teams: Vec<u64> = user.teams.iter().copied().collect();
+        env.policy.grant_for(user_id, &teams)
+    }
+
+    /// Names of the user's teams, for impersonation groups.
+    pub fn team_names(&self, user: &UserEntry) -> Vec<String> {
+        user.teams.iter().filter_map(|t| self.teams.get(t).map(|e| e.0.clone())).collect()
+    }
+
+    /// Numbers for `replay verify` and the admin endpoint.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut users: Vec<_> = self
+            .users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "id": *u.key(), "username": u.username, "admin": u.admin, "disabled": u.disabled,
+                    "validAfter": u.valid_after, "teams": u.teams,
+                })
+            })
+            .collect();
+        users.sort_by_key(|u| u["id"].as_u64());
+        let mut envs: Vec<_> = self
+            .environments
+            .load()
+            .values()
+            .map(|e| serde_json::json!({"id": e.id, "name": e.name, "url": e.url, "policy": e.policy}))
+            .collect();
+        envs.sort_by_key(|e| e["id"].as_u64());
+        let mut revoked: Vec<String> = self.revoked.iter().map(|r| r.key().clone()).collect();
+        revoked.sort();
+        serde_json::json!({
+            "users": users,
+            "environments": envs,
+            "revokedTokens": revoked,
+            "signingKeys": self.keys.load().len(),
+            "trust": format!("{:?}", self.trust()),
+        })
+    }
+
+    /// Forgets everything learned from one stream (it was reset): the caller replays it again.
+    pub(crate) fn clear_identity(&self) {
+        self.keys.store(Arc::new(KeySet::new()));
+        self.retired_kids.clear();
+        self.revoked.clear();
+        self.users.clear();
+        self.teams.clear();
+        self.verified.invalidate_all();
+        self.set_caught_up(true, false);
+    }
+
+    pub(crate) fn clear_environments(&self) {
+        self.environments.store(Arc::new(HashMap::new()));
+        self.set_caught_up(false, false);
+    }
+
+    /// Applies one identity event. Revocations also close open streams of the tokens they hit.
+    pub(crate) fn apply_identity(&self, event: &IdentityEvent) {
+        match event {
+            IdentityEvent::UserCreated(e) => {
+                let teams = self
+                    .teams
+                    .iter()
+                    .filter(|t| t.value().1.contains(&e.user_id))
+                    .map(|t| *t.key())
+                    .collect();
+                self.users.insert(
+                    e.user_id,
+                    Arc::new(UserEntry {
+                        username: e.username.clone(),
+                        admin: e.role == GlobalRole::Admin,
+                        disabled: false,
+                        valid_after: 0,
+                        teams,
+                    }),
+                );
+            }
+            IdentityEvent::UserRoleChanged(e) => {
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    Arc::make_mut(u.value_mut()).admin = e.role == GlobalRole::Admin;
+                }
+            }
+            IdentityEvent::UserPasswordChanged(_) => {}
+            IdentityEvent::UserDisabled(e) => {
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    Arc::make_mut(u.value_mut()).disabled = true;
+                }
+                self.sessions.cut_user(e.user_id, i64::MAX);
+            }
+            IdentityEvent::UserEnabled(e) => {
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    Arc::make_mut(u.value_mut()).disabled = false;
+                }
+            }
+            IdentityEvent::UserDeleted(e) => {
+                self.users.remove(&e.user_id);
+                for mut t in self.teams.iter_mut() {
+                    t.value_mut().1.remove(&e.user_id);
+                }
+                self.sessions.cut_user(e.user_id, i64::MAX);
+            }
+            IdentityEvent::TeamCreated(e) => {
+                self.teams.insert(e.team_id, (e.name.clone(), BTreeSet::new()));
+            }
+            IdentityEvent::TeamRenamed(e) => {
+                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
+                    t.0 = e.name.clone();
+                }
+            }
+            IdentityEvent::TeamDeleted(e) => {
+                self.teams.remove(&e.team_id);
+                for mut u in self.users.iter_mut() {
+                    if u.teams.contains(&e.team_id) {
+                        Arc::make_mut(u.value_mut()).teams.remove(&e.team_id);
+                    }
+                }
+            }
+            IdentityEvent::TeamMemberAdded(e) => {
+                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
+                    t.1.insert(e.user_id);
+                }
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    Arc::make_mut(u.value_mut()).teams.insert(e.team_id);
+                }
+            }
+            IdentityEvent::TeamMemberRemoved(e) => {
+                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
+                    t.1.remove(&e.user_id);
+                }
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    Arc::make_mut(u.value_mut()).teams.remove(&e.team_id);
+                }
+            }
+            IdentityEvent::KubeconfigExpiryChanged(_) => {}
+            IdentityEvent::SigningKeyAdded(e) => {
+                let mut keys = (**self.keys.load()).clone();
+                match keys.insert(&e.kid, &e.public_key) {
+                    Ok(()) => self.keys.store(Arc::new(keys)),
+                    Err(err) => {
+                        tracing::error!(kid = %e.kid, error = %err, "signing key in the stream is unusable")
+                    }
+                }
+            }
+            IdentityEvent::SigningKeyRetired(e) => {
+                let mut keys = (**self.keys.load()).clone();
+                keys.remove(&e.kid);
+                self.keys.store(Arc::new(keys));
+                self.retired_kids.insert(e.kid.clone(), ());
+                self.sessions.cut_kid(&e.kid);
+            }
+            IdentityEvent::KubeconfigTokenIssued(_) => {}
+            IdentityEvent::KubeconfigTokenRevoked(e) => {
+                let expires = e.expires_at.map(|t| t.timestamp()).unwrap_or(i64::MAX);
+                if expires > chrono::Utc::now().timestamp() {
+                    self.revoked.insert(e.token_id.clone(), expires);
+                }
+                self.sessions.cut_token(&e.token_id);
+            }
+            IdentityEvent::UserTokensRevoked(e) => {
+                let cutoff = e.valid_after.timestamp();
+                if let Some(mut u) = self.users.get_mut(&e.user_id) {
+                    let entry = Arc::make_mut(u.value_mut());
+                    entry.valid_after = entry.valid_after.max(cutoff);
+                }
+                self.sessions.cut_user(e.user_id, cutoff);
+            }
+            IdentityEvent::SignInSucceeded(_) | IdentityEvent::SignInFailed(_) => {}
+        }
+    }
+
+    /// Applies one environment event.
+    pub(crate) fn apply_environment(&self, event: &EnvironmentEvent) {
+        let mut envs = (**self.environments.load()).clone();
+        let id = match event {
+            EnvironmentEvent::EnvironmentRegistered(e) => {
+                envs.insert(
+                    e.environment_id,
+                    Arc::new(Environment {
+                        id: e.environment_id,
+                        name: e.name.clone(),
+                        url: e.url.clone(),
+                        ca_pem: e.ca_pem.clone(),
+                        insecure_skip_tls_verify: e.insecure_skip_tls_verify,
+                        sealed: e.credential.clone(),
+                        policy: AccessPolicySet {
+                            environment_id: e.environment_id,
+                            users: vec![],
+                            teams: vec![],
+                        },
+                        upstream: OnceLock::new(),
+                    }),
+                );
+                e.environment_id
+            }
+            EnvironmentEvent::EnvironmentRenamed(e) => {
+                if let Some(env) = envs.get(&e.environment_id) {
+                    let updated = env.with(|p| p.name = e.name.clone());
+                    envs.insert(e.environment_id, Arc::new(updated));
+                }
+                e.environment_id
+            }
+            EnvironmentEvent::EnvironmentEndpointChanged(e) => {
+                if let Some(env) = envs.get(&e.environment_id) {
+                    let updated = env.with(|p| {
+                        p.url = e.url.clone();
+                        p.ca_pem = e.ca_pem.clone();
+                        p.insecure = e.insecure_skip_tls_verify;
+                    });
+                    envs.insert(e.environment_id, Arc::new(updated));
+                }
+                e.environment_id
+            }
+            EnvironmentEvent::EnvironmentCredentialRotated(e) => {
+                if let Some(env) = envs.get(&e.environment_id) {
+                    let updated = env.with(|p| p.sealed = e.credential.clone());
+                    envs.insert(e.environment_id, Arc::new(updated));
+                }
+                e.environment_id
+            }
+            EnvironmentEvent::EnvironmentRemoved(e) => {
+                envs.remove(&e.environment_id);
+                self.sessions.cut_environment(e.environment_id);
+                e.environment_id
+            }
+            EnvironmentEvent::AccessPolicySet(e) => {
+                if let Some(env) = envs.get(&e.environment_id) {
+                    let updated = env.with(|p| p.policy = e.clone());
+                    envs.insert(e.environment_id, Arc::new(updated));
+                }
+                e.environment_id
+            }
+            EnvironmentEvent::KubeconfigDownloaded(_) => return,
+        };
+        let env = envs.get(&id).cloned();
+        self.environments.store(Arc::new(envs));
+        // Streams of users who lost access to this environment are closed.
+        if let Some(env) = env {
+            let users = &self.users;
+            self.sessions.cut_environment_where(id, |user_id| {
+                users.get(&user_id).map(|u| self.grant(&u, user_id, &env).is_none()).unwrap_or(true)
+            });
+        }
+    }
+
+    /// Forgets revocations of tokens that have expired anyway (they could not be used).
+    pub(crate) fn prune_revocations(&self, now: i64) {
+        self.revoked.retain(|_, exp| *exp > now);
+    }
+}
+
+fn refusal(e: &TokenError) -> String {
+    match e {
+        TokenError::WrongScope { found: "session", .. } => {
+            "session tokens are not accepted here; download a kubeconfig".to_string()
+        }
+        TokenError::Expired => "token expired; download a new kubeconfig".to_string(),
+        other => format!("invalid token: {other}"),
+    }
+}
+
+fn token_kid(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    v.get("kid")?.as_str().map(str::to_string)
+}

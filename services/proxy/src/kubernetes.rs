@@ -1,0 +1,459 @@
+//! The hot path: `/api/endpoints/{id}/kubernetes/*`. Authenticate the token from the cache,
+//! find the environment and the user's grant, classify the request as the API server will,
+//! decide, then forward it with kubegate's credential and the user's impersonation headers —
+//! streaming both ways, upgrading when the upstream agrees — and audit it exactly once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, USER_AGENT};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use kubegate_events::Actor;
+use kubegate_events::access::Grant;
+use kubegate_events::audit::{
+    AuditEvent, AuditSubject, AuditTarget, Decision as AuditDecision, RequestAudited,
+};
+
+use crate::authz::{self, Decision};
+use crate::body::{BoxError, CountingBody, Ending, ProxyBody};
+use crate::cache::sessions::Holder;
+use crate::cache::{Authenticated, Environment, Trust};
+use crate::headers::{self, Impersonation, ImpersonationHeaders};
+use crate::request_info::{self, RequestInfo, Verb};
+use crate::status::Refusal;
+use crate::upgrade;
+use crate::{Proxy, filter};
+
+/// Everything the audit record of one request needs, filled in as the request goes.
+pub(crate) struct Draft {
+    pub request_id: String,
+    pub started: Instant,
+    pub subject: AuditSubject,
+    pub target: AuditTarget,
+    pub user_agent: Option<String>,
+    pub bytes_in: Arc<AtomicU64>,
+    pub actor: Actor,
+}
+
+impl Draft {
+    fn new(
+        request_id: String,
+        client: SocketAddr,
+        environment_id: Option<u64>,
+        req: &Request<Incoming>,
+    ) -> Draft {
+        Draft {
+            request_id,
+            started: Instant::now(),
+            subject: AuditSubject { client_address: client.to_string(), ..Default::default() },
+            target: AuditTarget {
+                environment_id,
+                verb: req.method().as_str().to_ascii_lowercase(),
+                path: req.uri().path().chars().take(2048).collect(),
+                ..Default::default()
+            },
+            user_agent: req
+                .headers()
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            actor: Actor::Anonymous { address: Some(client.ip().to_string()) },
+        }
+    }
+
+    fn authenticated(&mut self, who: &Authenticated) {
+        self.subject.user_id = Some(who.user_id);
+        self.subject.username = Some(who.user.username.clone());
+        self.subject.token_id = Some(who.claims.jti.clone());
+        self.actor = Actor::User { id: who.user_id, name: who.user.username.clone() };
+    }
+
+    fn classified(&mut self, info: &RequestInfo<'_>) {
+        match info {
+            RequestInfo::Resource(r) => {
+                self.target.verb = r.verb.as_str().to_string();
+                self.target.api_group = (!r.group.is_empty()).then(|| r.group.to_string());
+                self.target.namespace = r.namespace.as_ref().map(|n| n.to_string());
+                self.target.resource = Some(r.resource.to_string());
+                self.target.subresource = r.subresource.as_ref().map(|s| s.to_string());
+                self.target.name = r.name.as_ref().map(|n| n.to_string());
+            }
+            RequestInfo::NonResource(n) => self.target.verb = n.verb.as_str().to_string(),
+        }
+    }
+
+    /// The finished record.
+    pub fn record(&self, status: u16, allowed: bool, reason: Option<String>, bytes_out: u64) -> AuditEvent {
+        AuditEvent::RequestAudited(RequestAudited {
+            request_id: self.request_id.clone(),
+            subject: self.subject.clone(),
+            target: self.target.clone(),
+            decision: if allowed { AuditDecision::Allowed } else { AuditDecision::Denied },
+            reason,
+            status,
+            duration_us: self.started.elapsed().as_micros() as u64,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            user_agent: self.user_agent.clone(),
+        })
+    }
+}
+
+/// Where a refused request stands: before the decision (denied) or after (allowed, then failed).
+struct Failure {
+    refusal: Refusal,
+    allowed: bool,
+    close: bool,
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Self {
+        Failure { refusal, allowed: false, close: false }
+    }
+}
+
+fn failed_after_decision(refusal: Refusal) -> Failure {
+    Failure { refusal, allowed: true, close: false }
+}
+
+/// Serves one Kubernetes API request for environment `env_segment`.
+pub(crate) async fn handle(
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    env_segment: &str,
+    k8s_path: &str,
+    request_id: String,
+) -> Response<ProxyBody> {
+    let environment_id = env_segment.parse::<u64>().ok().filter(|id| *id > 0 && env_segment.len() <= 20);
+    let mut draft = Draft::new(request_id, client, environment_id, &req);
+    let k8s_path = k8s_path.to_string();
+    match serve(&proxy, req, &mut draft, environment_id, env_segment, &k8s_path).await {
+        Ok(response) => response,
+        Err(failure) => {
+            let status = failure.refusal.status().as_u16();
+            let reason = failure.refusal.to_string();
+            proxy.auditor.record(
+                draft.record(status, failure.allowed, Some(reason), 0),
+                draft.actor.clone(),
+                draft.request_id.clone(),
+            );
+            metrics::counter!("kubegate_proxy_requests_total", "outcome" => if failure.allowed { "failed" } else { "denied" })
+                .increment(1);
+            let mut response = failure.refusal.response();
+            if failure.close {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }
+}
+
+async fn serve(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    draft: &mut Draft,
+    environment_id: Option<u64>,
+    env_segment: &str,
+    k8s_path: &str,
+) -> Result<Response<ProxyBody>, Failure> {
+    let upgrade = headers::is_upgrade_request(req.headers());
+    // Answers on a failed upgrade must end the client connection too (CVE-2018-1002105).
+    let close_on_failure = |mut f: Failure| {
+        f.close = upgrade;
+        f
+    };
+    match proxy.cache.trust() {
+        Trust::Current => {}
+        Trust::CatchingUp => {
+            return Err(close_on_failure(
+                Refusal::Unavailable("kubegate is still loading its state; try again in a moment".into())
+                    .into(),
+            ));
+        }
+        Trust::Untrusted => {
+            return Err(close_on_failure(
+                Refusal::Unavailable("kubegate cannot trust its state right now; try again shortly".into())
+                    .into(),
+            ));
+        }
+    }
+    if let Some(max) = proxy.limits.max_staleness
+        && let kubegate_bus::ConnectionState::Disconnected { since } = proxy.bus.state()
+        && since.elapsed() > max
+    {
+        return Err(close_on_failure(
+            Refusal::Unavailable(format!(
+                "kubegate has not heard from its event bus for {}s; refusing until it has",
+                since.elapsed().as_secs()
+            ))
+            .into(),
+        ));
+    }
+    let token = bearer(&req).ok_or_else(|| {
+        close_on_failure(
+            Refusal::Unauthorized("no bearer token: use the token of your kubegate kubeconfig".into()).into(),
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let who = proxy
+        .cache
+        .authenticate(token, now)
+        .map_err(|m| close_on_failure(Refusal::Unauthorized(m).into()))?;
+    draft.authenticated(&who);
+    let Some(environment_id) = environment_id else {
+        return Err(close_on_failure(
+            Refusal::NotFound(format!("environment {env_segment:?} does not exist")).into(),
+        ));
+    };
+    let env = proxy.cache.environment(environment_id).ok_or_else(|| {
+        close_on_failure(Refusal::NotFound(format!("environment {environment_id} does not exist")).into())
+    })?;
+    let grant = proxy.cache.grant(&who.user, who.user_id, &env);
+    draft.subject.role = grant.as_ref().map(|g| g.role);
+    let query = req.uri().query().map(str::to_string);
+    let classified = request_info::classify(req.method(), k8s_path, query.as_deref()).map_err(|e| {
+        close_on_failure(
+            match e.status_code() {
+                StatusCode::METHOD_NOT_ALLOWED => Refusal::MethodNotAllowed(e.to_string()),
+                _ => Refusal::BadRequest(e.to_string()),
+            }
+            .into(),
+        )
+    })?;
+    draft.classified(&classified.info);
+    let decision = authz::authorize_in_environment(&classified.info, grant.as_ref(), environment_id);
+    let filtered: Option<Vec<String>> = match &decision {
+        Decision::Allow => None,
+        Decision::AllowNamespacesFiltered { namespaces } => Some(namespaces.to_vec()),
+        Decision::Deny { reason } => return Err(close_on_failure(Refusal::Forbidden(reason.clone()).into())),
+    };
+    let grant: Grant = grant.ok_or_else(|| close_on_failure(Refusal::Forbidden("no grant".into()).into()))?;
+    let resource = classified.info.as_resource();
+    let verb = resource.map(|r| r.verb);
+    let is_watch = verb == Some(Verb::Watch);
+    let is_stream = is_watch
+        || (resource.map(|r| r.subresource.as_deref() == Some("log")).unwrap_or(false)
+            && query
+                .as_deref()
+                .map(|q| q.split('&').any(|p| p == "follow=true" || p == "follow=1"))
+                .unwrap_or(false));
+    let forward_path = classified.forward_path.to_string();
+
+    // Who the request runs as upstream.
+    let groups = authz::groups_for(grant.role, &proxy.cache.team_names(&who.user));
+    let identity = ImpersonationHeaders::new(&Impersonation {
+        username: &who.user.username,
+        uid: None,
+        groups: &groups,
+        extra: &[],
+    })
+    .map_err(|e| {
+        close_on_failure(
+            Refusal::Forbidden(format!("your identity cannot be sent to Kubernetes: {e}")).into(),
+        )
+    })?;
+    draft.subject.impersonated_user = identity.user().to_str().ok().map(str::to_string);
+    draft.subject.impersonated_groups = groups.clone();
+
+    let upstream = env
+        .upstream(&proxy.cache.fleet)
+        .map_err(|m| close_on_failure(failed_after_decision(Refusal::Unavailable(m))))?;
+    let mut headers =
+        headers::prepare_upstream_headers(req.headers(), upgrade, &identity, upstream.authorization.as_ref())
+            .map_err(|e| close_on_failure(failed_after_decision(Refusal::BadRequest(e.to_string()))))?;
+    if filtered.is_some() {
+        filter::prepare_request_headers(&mut headers);
+    }
+    let uri = upstream
+        .uri(&forward_path, query.as_deref())
+        .map_err(|e| close_on_failure(failed_after_decision(Refusal::BadRequest(e.to_string()))))?;
+
+    if upgrade {
+        return upgrade::forward(proxy, req, headers, uri, &env, &upstream, &who, draft)
+            .await
+            .map_err(|r| Failure { refusal: r, allowed: true, close: true });
+    }
+
+    if let Some(len) =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > proxy.limits.max_body_bytes
+    {
+        return Err(failed_after_decision(Refusal::BadRequest(format!(
+            "request body of {len} bytes is larger than the {} bytes kubegate accepts",
+            proxy.limits.max_body_bytes
+        ))));
+    }
+    let watch_slot = if is_watch {
+        if !proxy.cache.sessions.try_start_watch(who.user_id, proxy.limits.max_watches_per_user) {
+            return Err(failed_after_decision(Refusal::TooManyRequests(format!(
+                "you already have {} open watches; close some before starting more",
+                proxy.limits.max_watches_per_user
+            ))));
+        }
+        Some(who.user_id)
+    } else {
+        None
+    };
+    let end_watch = WatchSlot { proxy: proxy.clone(), user: watch_slot };
+
+    let (req_parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(
+        CountingBody::new(body, draft.bytes_in.clone()),
+        proxy.limits.max_body_bytes as usize,
+    );
+    let mut upstream_req =
+        Request::builder().method(req_parts.method).uri(uri).version(http::Version::HTTP_11);
+    if let Some(h) = upstream_req.headers_mut() {
+        *h = headers;
+    }
+    let upstream_req = upstream_req
+        .body(limited.map_err(|e| -> BoxError { e }).boxed())
+        .map_err(|e| failed_after_decision(Refusal::BadRequest(e.to_string())))?;
+    let sent = upstream.client.request(upstream_req);
+    let response = if is_stream {
+        sent.await
+    } else {
+        match tokio::time::timeout(proxy.limits.request_timeout, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(failed_after_decision(Refusal::GatewayTimeout(format!(
+                    "environment {environment_id} did not answer within {}s",
+                    proxy.limits.request_timeout.as_secs()
+                ))));
+            }
+        }
+    };
+    let response = response.map_err(|e| failed_after_decision(upstream_error(&env, &e)))?;
+    let (mut parts, body) = response.into_parts();
+    headers::strip_response_hop_by_hop(parts.status, &mut parts.headers);
+    let status = parts.status.as_u16();
+
+    let body = match (&filtered, is_watch) {
+        (Some(namespaces), false) if parts.status.is_success() => {
+            let collected = http_body_util::Limited::new(body, filter::MAX_FILTERED_LIST)
+                .collect()
+                .await
+                .map_err(|e| {
+                    failed_after_decision(Refusal::BadGateway(format!("cannot read the namespace list: {e}")))
+                })?
+                .to_bytes();
+            let allowed: HashSet<&str> = namespaces.iter().map(String::as_str).collect();
+            let out = filter::filter_list(&collected, &allowed).ok_or_else(|| {
+                failed_after_decision(Refusal::BadGateway(
+                    "the namespace list could not be read to filter it".into(),
+                ))
+            })?;
+            parts.headers.remove(CONTENT_LENGTH);
+            parts.headers.remove(http::header::CONTENT_ENCODING);
+            ProxyBody::full(Bytes::from(out))
+        }
+        (Some(namespaces), true) => {
+            parts.headers.remove(CONTENT_LENGTH);
+            ProxyBody::stream(filter::WatchFilter::new(body, namespaces))
+        }
+        _ => ProxyBody::stream(body),
+    };
+
+    // Streams are registered so a revocation closes them.
+    let session = is_stream.then(|| {
+        proxy.cache.sessions.open(Holder {
+            token_id: who.claims.jti.as_str().into(),
+            kid: who.kid.clone(),
+            user_id: who.user_id,
+            iat: who.claims.iat,
+            environment_id,
+        })
+    });
+    let body = match &session {
+        Some((_, cancel)) => body.cut_by(cancel.clone()),
+        None => body,
+    };
+    let audit = proxy.auditor.clone();
+    let record = DraftRecord::from(draft);
+    let session_id = session.map(|(id, _)| id);
+    let cache = proxy.cache.clone();
+    let body = body.on_done(move |bytes_out, ending| {
+        drop(end_watch);
+        if let Some(id) = session_id {
+            cache.sessions.close(id);
+        }
+        let reason = (ending != Ending::Complete).then(|| format!("stream ended: {}", ending.as_str()));
+        audit.record(
+            record.draft.record(status, true, reason, bytes_out),
+            record.draft.actor.clone(),
+            record.draft.request_id.clone(),
+        );
+    });
+    metrics::counter!("kubegate_proxy_requests_total", "outcome" => "allowed").increment(1);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// A draft moved into the body's completion callback.
+struct DraftRecord {
+    draft: Draft,
+}
+
+impl From<&mut Draft> for DraftRecord {
+    fn from(d: &mut Draft) -> Self {
+        DraftRecord {
+            draft: Draft {
+                request_id: d.request_id.clone(),
+                started: d.started,
+                subject: d.subject.clone(),
+                target: d.target.clone(),
+                user_agent: d.user_agent.clone(),
+                bytes_in: d.bytes_in.clone(),
+                actor: d.actor.clone(),
+            },
+        }
+    }
+}
+
+/// Gives a watch slot back when dropped.
+struct WatchSlot {
+    proxy: Arc<Proxy>,
+    user: Option<u64>,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        if let Some(u) = self.user {
+            self.proxy.cache.sessions.end_watch(u);
+        }
+    }
+}
+
+/// The bearer token of the `Authorization` header; never from the query string.
+pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+pub(crate) fn upstream_error(env: &Environment, e: &hyper_util::client::legacy::Error) -> Refusal {
+    let detail = error_chain(e);
+    if e.is_connect() {
+        Refusal::BadGateway(format!("environment {} ({}) is unreachable: {detail}", env.id, env.url))
+    } else {
+        Refusal::BadGateway(format!("environment {} ({}) failed: {detail}", env.id, env.url))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

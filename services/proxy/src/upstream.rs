@@ -1,0 +1,188 @@
+//! Connections to an environment's API server: TLS verified against the environment's CA (or
+//! not at all, only when the operator asked for it), kubegate's credential (bearer token or
+//! client certificate), pooled connections — h2 when the server offers it for ordinary requests,
+//! HTTP/1.1 for upgrades.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Uri};
+use http_body_util::combinators::BoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kubegate_seal::UpstreamCredential;
+use rustls::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::body::BoxError;
+
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// How to reach one environment.
+pub struct Upstream {
+    /// `https://host:port` plus any path prefix, without a trailing slash.
+    base: String,
+    /// `Authorization` value when the credential is a bearer token (marked sensitive).
+    pub authorization: Option<HeaderValue>,
+    /// Ordinary requests (may negotiate h2).
+    pub client: HttpClient,
+    /// Upgrades (exec, attach, port-forward): HTTP/1.1 only.
+    pub upgrade_client: HttpClient,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the environment URL {0:?} is not a valid https URL")]
+    Url(String),
+    #[error("the environment's CA certificate is not usable: {0}")]
+    Ca(String),
+    #[error("the environment's client certificate is not usable: {0}")]
+    ClientCert(String),
+}
+
+impl Upstream {
+    pub fn new(
+        url: &str,
+        ca_pem: Option<&str>,
+        insecure_skip_tls_verify: bool,
+        credential: &UpstreamCredential,
+    ) -> Result<Upstream, UpstreamError> {
+        kubegate_tls::install_crypto_provider();
+        let uri: Uri = url.parse().map_err(|_| UpstreamError::Url(url.to_string()))?;
+        if uri.scheme_str() != Some("https") || uri.authority().is_none() {
+            return Err(UpstreamError::Url(url.to_string()));
+        }
+        let base = url.trim_end_matches('/').to_string();
+        let (authorization, client_cert) = match credential {
+            UpstreamCredential::Token { token, .. } => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                    .map_err(|_| UpstreamError::ClientCert("token is not a valid header value".into()))?;
+                v.set_sensitive(true);
+                (Some(v), None)
+            }
+            UpstreamCredential::ClientCertificate { cert_pem, key_pem, .. } => {
+                (None, Some((cert_pem.as_str(), key_pem.expose_secret())))
+            }
+        };
+        let tls = |alpn: &[&[u8]]| -> Result<ClientConfig, UpstreamError> {
+            let mut config = if insecure_skip_tls_verify {
+                let builder = ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoVerification::new()));
+                match client_cert {
+                    Some((c, k)) => builder
+                        .with_client_auth_cert(
+                            kubegate_tls::parse_certs(c, "client certificate")
+                                .map_err(|e| UpstreamError::ClientCert(e.to_string()))?,
+                            kubegate_tls::parse_key(k, "client key")
+                                .map_err(|e| UpstreamError::ClientCert(e.to_string()))?,
+                        )
+                        .map_err(|e| UpstreamError::ClientCert(e.to_string()))?,
+                    None => builder.with_no_client_auth(),
+                }
+            } else {
+                let ca = ca_pem.ok_or_else(|| UpstreamError::Ca("no CA certificate registered".into()))?;
+                kubegate_tls::client_config(ca, client_cert, &[])
+                    .map_err(|e| UpstreamError::Ca(e.to_string()))?
+            };
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Ok(config)
+        };
+        let client = build_client(tls(&[b"h2", b"http/1.1"])?, true);
+        let upgrade_client = build_client(tls(&[b"http/1.1"])?, false);
+        Ok(Upstream { base, authorization, client, upgrade_client })
+    }
+
+    /// The upstream URI for an already classified path and the original query.
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut s =
+            String::with_capacity(self.base.len() + path.len() + query.map(|q| q.len() + 1).unwrap_or(0));
+        s.push_str(&self.base);
+        s.push_str(path);
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        Ok(Uri::try_from(s)?)
+    }
+}
+
+pub(crate) fn build_client(tls: ClientConfig, h2: bool) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only();
+    let connector = if h2 {
+        builder.enable_http1().enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(10));
+    client.build(connector)
+}
+
+/// Accepts any server certificate. Used only for an environment whose operator explicitly
+/// registered it with `insecureSkipTlsVerify`; signatures are still checked so the handshake
+/// is at least with the holder of the presented key.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl NoVerification {
+    fn new() -> NoVerification {
+        NoVerification(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+}
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

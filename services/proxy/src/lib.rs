@@ -133,7 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                     .into(),
             )),
         };
-    let services_tls = kubegate_tls::client_config(&services_ca, None, &[b"h2", b"http/1.1"])
+    let services_tls = kubegate_tls::client_config(&services_ca, None, &[])
         .map_err(|e| Error::Config(format!("KUBEGATE_SERVICES_CA_FILE: {e}")))?;
     for (name, url) in
         [("KUBEGATE_IDENTITY_URL", &config.identity_url), ("KUBEGATE_KUBECONFIG_URL", &config.kubeconfig_url)]

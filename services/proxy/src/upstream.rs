@@ -96,7 +96,9 @@ impl Upstream {
                 kubegate_tls::client_config(ca, client_cert, &[])
                     .map_err(|e| UpstreamError::Ca(e.to_string()))?
             };
-            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            // hyper-rustls sets ALPN itself from the HTTP versions enabled below.
+            config.alpn_protocols.clear();
+            let _ = alpn;
             Ok(config)
         };
         let client = build_client(tls(&[b"h2", b"http/1.1"])?, true);

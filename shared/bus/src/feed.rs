@@ -112,7 +112,8 @@ impl FeedTask {
         let mut stream = match self.bus.jetstream().get_stream(&self.stream).await {
             Ok(s) => s,
             Err(e) => {
-                if e.to_string().contains("not found") {
+                // A stream never seen is simply not created yet; one seen before is gone.
+                if self.next > 1 && e.to_string().contains("not found") {
                     return self.reset(FeedError::StreamGone(self.stream.clone())).await;
                 }
                 return Round::Retry;

@@ -2,6 +2,7 @@
 //! PostgreSQL database per test, the versioned kubectl binaries, and polling with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bins;
 pub mod kubectl;
 pub mod nats;
 pub mod net;

@@ -1,0 +1,431 @@
+//! The whole of kubegate for end-to-end tests: its own nats-server and PostgreSQL databases,
+//! identity, kubeconfig, proxy replicas behind HAProxy, and stand-in API servers as
+//! environments. Everything is a real process (kube-sim runs in the test process) on ports the
+//! OS hands out, and is stopped when the stack is dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube_sim::KubeSim;
+use kubegate_bus::{Bus, NatsConfig};
+use kubegate_events::RawEnvelope;
+use kubegate_testsupport::nats::NatsServer;
+use kubegate_testsupport::net::free_port;
+use kubegate_testsupport::postgres::TestDb;
+use kubegate_testsupport::process::{Service, workspace_bin};
+use serde_json::{Value, json};
+
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password";
+/// The token kubegate presents to every stand-in API server (the principal `kubegate`, which may
+/// only impersonate).
+pub const UPSTREAM_TOKEN: &str = "kubegate-upstream-0123456789abcdef";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub proxies: usize,
+    pub environments: usize,
+    /// Put HAProxy in front of the proxies (the public origin); otherwise the first proxy is it.
+    pub load_balancer: bool,
+    pub proxy_env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { proxies: 2, environments: 2, load_balancer: true, proxy_env: Vec::new() }
+    }
+}
+
+pub struct Stack {
+    pub nats: NatsServer,
+    _identity_db: TestDb,
+    _kubeconfig_db: TestDb,
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub ca_path: PathBuf,
+    pub identity: Service,
+    pub kubeconfig: Service,
+    pub proxies: Vec<Service>,
+    pub proxy_ports: Vec<u16>,
+    haproxy: Option<Child>,
+    pub public_port: u16,
+    pub sims: Vec<KubeSim>,
+    pub client: reqwest::Client,
+    pub admin: String,
+}
+
+fn new_client(ca: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(kubegate_tls::client_config(ca, None, &[b"h2", b"http/1.1"]).unwrap())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+impl Stack {
+    pub async fn start(options: Options) -> Stack {
+        let nats = NatsServer::start_new();
+        let identity_db = TestDb::create().await;
+        let kubeconfig_db = TestDb::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = kubegate_tls::DevPki::ensure(dir.path()).unwrap();
+        let ca_pem = std::fs::read_to_string(&pki.ca_cert).unwrap();
+        let (fleet_public, fleet_secret) = kubegate_seal::generate_fleet_key();
+        let master = "3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=".to_string();
+        let tls = |v: &mut Vec<(&str, String)>| {
+            v.push(("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()));
+            v.push(("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()));
+            v.push(("KUBEGATE_NATS_URL", nats.url()));
+        };
+
+        let identity_port = free_port();
+        let mut env = vec![
+            ("KUBEGATE_IDENTITY_LISTEN", format!("127.0.0.1:{identity_port}")),
+            ("KUBEGATE_IDENTITY_DATABASE_URL", identity_db.url()),
+            ("KUBEGATE_MASTER_KEY", master),
+            ("KUBEGATE_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        ];
+        tls(&mut env);
+        let mut identity = Service::new("identity", workspace_bin("kubegate-identity"), &env);
+        identity.start();
+
+        let kubeconfig_port = free_port();
+        let proxy_ports: Vec<u16> = (0..options.proxies).map(|_| free_port()).collect();
+        let public_port = if options.load_balancer { free_port() } else { proxy_ports[0] };
+        let mut env = vec![
+            ("KUBEGATE_KUBECONFIG_LISTEN", format!("127.0.0.1:{kubeconfig_port}")),
+            ("KUBEGATE_KUBECONFIG_DATABASE_URL", kubeconfig_db.url()),
+            ("KUBEGATE_FLEET_PUBLIC_KEY", fleet_public.to_string()),
+            ("KUBEGATE_PUBLIC_URL", format!("https://127.0.0.1:{public_port}")),
+            ("KUBEGATE_PUBLIC_CA_FILE", pki.ca_cert.display().to_string()),
+        ];
+        tls(&mut env);
+        let mut kubeconfig = Service::new("kubeconfig", workspace_bin("kubegate-kubeconfig"), &env);
+        kubeconfig.start();
+
+        let mut proxies = Vec::new();
+        for (i, port) in proxy_ports.iter().enumerate() {
+            let mut env = vec![
+                ("KUBEGATE_PROXY_LISTEN", format!("127.0.0.1:{port}")),
+                ("KUBEGATE_FLEET_KEY", fleet_secret.to_secret_string().expose_secret().to_string()),
+                ("KUBEGATE_IDENTITY_URL", format!("https://127.0.0.1:{identity_port}")),
+                ("KUBEGATE_KUBECONFIG_URL", format!("https://127.0.0.1:{kubeconfig_port}")),
+                ("KUBEGATE_SERVICES_CA_FILE", pki.ca_cert.display().to_string()),
+                ("KUBEGATE_REPLICA_ID", format!("e2e-{i}")),
+                ("KUBEGATE_AUDIT_SPOOL_DIR", dir.path().join(format!("spool-{i}")).display().to_string()),
+            ];
+            tls(&mut env);
+            let mut proxy = Service::new(&format!("proxy-{i}"), workspace_bin("kubegate-proxy"), &env);
+            for (k, v) in &options.proxy_env {
+                proxy.set_env(k, v.clone());
+            }
+            proxy.start();
+            proxies.push(proxy);
+        }
+
+        let mut sims = Vec::new();
+        for _ in 0..options.environments {
+            let config = kube_sim::Config::seeded().with_token(UPSTREAM_TOKEN, "kubegate", &[]);
+            sims.push(KubeSim::start(config).await.unwrap());
+        }
+
+        identity.wait_ready(Duration::from_secs(90));
+        kubeconfig.wait_ready(Duration::from_secs(90));
+        for p in &mut proxies {
+            p.wait_ready(Duration::from_secs(90));
+        }
+        let haproxy =
+            options.load_balancer.then(|| start_haproxy(dir.path(), public_port, &proxy_ports, &proxies));
+        let client = new_client(&ca_pem);
+        let mut stack = Stack {
+            nats,
+            _identity_db: identity_db,
+            _kubeconfig_db: kubeconfig_db,
+            ca_path: pki.ca_cert.clone(),
+            dir,
+            ca_pem,
+            identity,
+            kubeconfig,
+            proxies,
+            proxy_ports,
+            haproxy,
+            public_port,
+            sims,
+            client,
+            admin: String::new(),
+        };
+        stack.wait_public().await;
+        stack.admin = stack.session("admin", ADMIN_PASSWORD).await;
+        stack
+    }
+
+    async fn wait_public(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/api/settings/public")).send().await
+                && r.status().as_u16() == 401
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the public origin did not answer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.public_port)
+    }
+
+    /// A fresh HTTP client (after a replica restart the pooled connections are gone).
+    pub fn reconnect(&mut self) {
+        self.client = new_client(&self.ca_pem);
+    }
+
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn session(&self, user: &str, password: &str) -> String {
+        let (status, body) =
+            self.api("POST", "/api/auth", None, Some(json!({"username": user, "password": password}))).await;
+        assert_eq!(status, 200, "sign in as {user}: {body}");
+        body["jwt"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_user(&self, name: &str, password: &str, role: &str) -> u64 {
+        let (status, body) = self
+            .api(
+                "POST",
+                "/api/users",
+                Some(&self.admin),
+                Some(json!({"username": name, "password": password, "role": role})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_u64().unwrap()
+    }
+
+    /// Registers stand-in API server `i` as an environment; returns its id.
+    pub async fn register(&self, i: usize, name: &str) -> u64 {
+        let sim = &self.sims[i];
+        let (status, body) = self
+            .api(
+                "POST",
+                "/api/endpoints",
+                Some(&self.admin),
+                Some(
+                    json!({"name": name, "url": sim.url(), "caCert": sim.ca_pem(), "token": UPSTREAM_TOKEN}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_u64().unwrap()
+    }
+
+    pub async fn set_access(&self, env: u64, users: Value, teams: Value) {
+        let (status, body) = self
+            .api(
+                "PUT",
+                &format!("/api/endpoints/{env}/access"),
+                Some(&self.admin),
+                Some(json!({"users": users, "teams": teams})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Downloads a kubeconfig (YAML) for `ids` and writes it to a file; returns its path.
+    pub async fn kubeconfig_file(&self, session: &str, ids: &[u64], name: &str) -> PathBuf {
+        let ids = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/kubernetes/config?ids=[{ids}]")))
+            .bearer_auth(session)
+            .header("Accept", "text/yaml")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Waits until every proxy replica knows environment `id` (its `/readyz` names the count)
+    /// by polling a request through each replica directly.
+    pub async fn wait_environment_everywhere(&self, kubeconfig: &Path) {
+        for port in &self.proxy_ports {
+            let server_override = format!("https://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let out = kubectl_with_server(
+                    33,
+                    kubeconfig,
+                    &server_override,
+                    &["get", "ns", "default", "-o", "name"],
+                );
+                if out.status.success() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {port} never served the environment: {}",
+                    stderr(&out)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    pub async fn bus(&self) -> Bus {
+        let bus = Bus::connect(&NatsConfig::new(self.nats.url(), "e2e-test")).await.unwrap();
+        assert!(bus.wait_connected(Duration::from_secs(10)).await);
+        bus
+    }
+
+    /// Every message of `stream` once it holds at least `at_least`.
+    pub async fn stream(
+        &self,
+        bus: &Bus,
+        stream: &str,
+        at_least: u64,
+        timeout: Duration,
+    ) -> Vec<RawEnvelope> {
+        read_stream(bus, stream, at_least, timeout).await
+    }
+}
+
+pub async fn read_stream(bus: &Bus, stream: &str, at_least: u64, timeout: Duration) -> Vec<RawEnvelope> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    let deadline = Instant::now() + timeout;
+    let last = loop {
+        let last = bus.last_sequence(stream).await.unwrap_or(0);
+        if last >= at_least {
+            break last;
+        }
+        assert!(Instant::now() < deadline, "{stream} holds {last} messages, expected at least {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let s = bus.jetstream().get_stream(stream).await.unwrap();
+    let consumer = s
+        .create_consumer(pull::OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(Ok(m)) = messages.next().await {
+        out.push(RawEnvelope::from_slice(&m.payload).unwrap());
+        if m.info().unwrap().stream_sequence >= last {
+            break;
+        }
+    }
+    out
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.haproxy.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+}
+
+fn start_haproxy(dir: &Path, public_port: u16, ports: &[u16], proxies: &[Service]) -> Child {
+    let mut servers = String::new();
+    for (i, (port, proxy)) in ports.iter().zip(proxies).enumerate() {
+        servers.push_str(&format!("    server proxy-{i} 127.0.0.1:{port} check port {}\n", proxy.admin_port));
+    }
+    let config = format!(
+        "global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n    timeout tunnel 1h\n\
+         frontend kubegate\n    bind 127.0.0.1:{public_port}\n    default_backend proxies\n\
+         backend proxies\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n    default-server inter 300ms fall 2 rise 1\n{servers}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("haproxy");
+    let child = Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy (make deps installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", public_port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Runs `kubectl.1.<minor> --kubeconfig <file> <args>` with a fresh cache.
+pub fn kubectl(minor: u32, kubeconfig: &Path, args: &[&str]) -> Output {
+    let (mut cmd, _cache) = kubegate_testsupport::kubectl::command(minor);
+    cmd.arg("--kubeconfig").arg(kubeconfig).arg("--request-timeout=30s").args(args);
+    cmd.output().expect("run kubectl")
+}
+
+/// The same, sending to another server (e.g. one replica directly).
+pub fn kubectl_with_server(minor: u32, kubeconfig: &Path, server_base: &str, args: &[&str]) -> Output {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let doc: Value = serde_saphyr::from_str(&text).unwrap();
+    let server = doc["clusters"][0]["cluster"]["server"].as_str().unwrap();
+    let path = server.split_once("/api/endpoints").map(|(_, p)| format!("/api/endpoints{p}")).unwrap();
+    let cluster = doc["clusters"][0]["name"].as_str().unwrap().to_string();
+    let (mut cmd, _cache) = kubegate_testsupport::kubectl::command(minor);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cluster")
+        .arg(&cluster)
+        .arg(format!("--server={server_base}{path}"))
+        .arg("--request-timeout=10s")
+        .args(args);
+    cmd.output().expect("run kubectl")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Asserts kubectl succeeded; returns its output.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "kubectl failed ({}):\n{}\n{}", o.status, stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// Asserts kubectl failed with `needle` in its error output.
+#[track_caller]
+pub fn fails_with(o: Output, needle: &str) {
+    assert!(!o.status.success(), "kubectl should fail, printed:\n{}", stdout(&o));
+    assert!(stderr(&o).contains(needle), "expected {needle:?} in:\n{}", stderr(&o));
+}

@@ -135,7 +135,8 @@ pub(crate) async fn handle(
     let environment_id = env_segment.parse::<u64>().ok().filter(|id| *id > 0 && env_segment.len() <= 20);
     let mut draft = Draft::new(request_id, client, environment_id, &req);
     let k8s_path = k8s_path.to_string();
-    match serve(&proxy, req, &mut draft, environment_id, env_segment, &k8s_path).await {
+    let id_header = HeaderValue::from_str(&draft.request_id).ok();
+    let mut response = match serve(&proxy, req, &mut draft, environment_id, env_segment, &k8s_path).await {
         Ok(response) => response,
         Err(failure) => {
             let status = failure.refusal.status().as_u16();
@@ -153,8 +154,17 @@ pub(crate) async fn handle(
             }
             response
         }
+    };
+    // The id of the request's audit record, for the user and for the cluster's audit log.
+    if let Some(id) = id_header {
+        response.headers_mut().insert(REQUEST_ID, id);
     }
+    response
 }
+
+/// Header naming the audit record of a request, sent to the client and to the cluster.
+pub(crate) const REQUEST_ID: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-kubegate-request-id");
 
 async fn serve(
     proxy: &Arc<Proxy>,
@@ -271,6 +281,9 @@ async fn serve(
             .map_err(|e| close_on_failure(failed_after_decision(Refusal::BadRequest(e.to_string()))))?;
     if filtered.is_some() {
         filter::prepare_request_headers(&mut headers);
+    }
+    if let Ok(id) = HeaderValue::from_str(&draft.request_id) {
+        headers.insert(REQUEST_ID, id);
     }
     let uri = upstream
         .uri(&forward_path, query.as_deref())

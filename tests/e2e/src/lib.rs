@@ -278,12 +278,7 @@ impl Stack {
             let server_override = format!("https://127.0.0.1:{port}");
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
-                let out = kubectl_with_server(
-                    33,
-                    kubeconfig,
-                    &server_override,
-                    &["get", "ns", "default", "-o", "name"],
-                );
+                let out = kubectl_with_server(33, kubeconfig, &server_override, &["version", "-o", "json"]);
                 if out.status.success() {
                     break;
                 }
@@ -428,4 +423,126 @@ pub fn ok(o: Output) -> String {
 pub fn fails_with(o: Output, needle: &str) {
     assert!(!o.status.success(), "kubectl should fail, printed:\n{}", stdout(&o));
     assert!(stderr(&o).contains(needle), "expected {needle:?} in:\n{}", stderr(&o));
+}
+
+/// kubectl as a long-running child (watch, logs -f, port-forward), its output read line by line.
+pub struct Running {
+    pub child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pub seen: Vec<String>,
+    _cache: tempfile::TempDir,
+}
+
+impl Running {
+    pub fn start(minor: u32, kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        use tokio::io::AsyncBufReadExt;
+        let cache = tempfile::tempdir().unwrap();
+        let mut cmd = tokio::process::Command::new(kubegate_testsupport::kubectl::kubectl(minor));
+        cmd.arg("--cache-dir")
+            .arg(cache.path().join("cache"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("HOME", cache.path())
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        let stdout = child.stdout.take().unwrap();
+        Running { child, lines: tokio::io::BufReader::new(stdout).lines(), seen: Vec::new(), _cache: cache }
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    pub async fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no line with {needle:?} in time; seen: {:?}", self.seen);
+            match tokio::time::timeout(left, self.lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Ok(_) => panic!("kubectl ended before {needle:?}; seen: {:?}", self.seen),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads one more line.
+    pub async fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match tokio::time::timeout(timeout, self.lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// kubectl under a pseudo-terminal (`exec -it`).
+pub struct Terminal {
+    pub child: tokio::process::Child,
+    pty: pty_process::Pty,
+    pub seen: Vec<u8>,
+    _cache: tempfile::TempDir,
+}
+
+impl Terminal {
+    pub fn start(minor: u32, kubeconfig: &Path, args: &[&str]) -> Terminal {
+        let cache = tempfile::tempdir().unwrap();
+        let (pty, pts) = pty_process::open().unwrap();
+        pty.resize(pty_process::Size::new(30, 100)).unwrap();
+        let cmd = pty_process::Command::new(kubegate_testsupport::kubectl::kubectl(minor))
+            .arg("--cache-dir")
+            .arg(cache.path().join("cache"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("HOME", cache.path())
+            .env_remove("KUBECONFIG")
+            .kill_on_drop(true);
+        let child = cmd.spawn(pts).unwrap();
+        Terminal { child, pty, seen: Vec::new(), _cache: cache }
+    }
+
+    pub async fn send(&mut self, keys: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.pty.write_all(keys.as_bytes()).await.unwrap();
+    }
+
+    pub async fn expect(&mut self, needle: &str, timeout: Duration) {
+        use tokio::io::AsyncReadExt;
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if self.seen.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "terminal never showed {needle:?}: {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            match tokio::time::timeout(left, self.pty.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.seen.extend_from_slice(&buf[..n]),
+                Ok(_) => {
+                    panic!("terminal closed before {needle:?}: {:?}", String::from_utf8_lossy(&self.seen))
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }

@@ -20,6 +20,7 @@ declare -A NEED=(
   [haproxy]=haproxy
   [curl]=curl
   [busybox]=busybox-static
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -79,3 +80,6 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes' >/
   python3 -m venv "$VENV" || fail "cannot create a Python venv at $VENV (install python3-venv)"
   "$VENV/bin/pip" install -q kubernetes || fail "pip could not install the kubernetes client into $VENV"
 fi
+
+# The deployment tests validate rendered manifests with kubernetes-validate (own venv).
+bash "$(dirname "$0")/../scripts/install-test-deps.sh" || fail "cannot install kubernetes-validate (see above)"

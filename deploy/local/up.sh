@@ -43,9 +43,22 @@ COMMON=(
 )
 
 echo "kubegate: starting the local stack"
-if [ -x "$TARGET/kube-sim" ] && "$TARGET/kube-sim" --help 2>/dev/null | grep -q -- --admin-listen; then
-  start kube-sim "$KUBESIM_ADMIN" -- "$TARGET/kube-sim" --listen "127.0.0.1:$KUBESIM_PORT" \
-    --admin-listen "127.0.0.1:$KUBESIM_ADMIN" --state-dir "$KG_DIR/kube-sim" --rbac deploy/cluster/rbac.yaml
+# The demo environment: the stand-in API server on 6443 (skipped when KUBEGATE_NO_DEMO is set).
+if [ -z "${KUBEGATE_NO_DEMO:-}" ] && [ -x "$TARGET/kube-sim" ]; then
+  if running kube-sim; then
+    echo "  kube-sim already running"
+  else
+    nohup "$TARGET/kube-sim" --listen "127.0.0.1:$KUBESIM_PORT" --state-dir "$KG_DIR/kube-sim" \
+      >>"$LOG_DIR/kube-sim.log" 2>&1 &
+    echo $! >"$PID_DIR/kube-sim.pid"
+    for _ in $(seq 1 100); do
+      [ -f "$KG_DIR/kube-sim/ca.pem" ] && curl -s -o /dev/null --cacert "$KG_DIR/kube-sim/ca.pem" \
+        "https://127.0.0.1:$KUBESIM_PORT/version" && break
+      running kube-sim || { echo "kubegate: kube-sim stopped; see $LOG_DIR/kube-sim.log" >&2; exit 1; }
+      sleep 0.2
+    done
+    echo "  kube-sim (demo environment) on https://127.0.0.1:$KUBESIM_PORT"
+  fi
 fi
 start identity "$IDENTITY_ADMIN" "${COMMON[@]}" \
   KUBEGATE_IDENTITY_LISTEN="127.0.0.1:$IDENTITY_PORT" \
@@ -84,10 +97,10 @@ else
 fi
 
 # The demo environment: the stand-in API server, registered once.
-if [ -x "$TARGET/kube-sim" ] && [ -x "$TARGET/kubegate-kubeconfig" ] && [ ! -f "$KG_DIR/demo-registered" ]; then
+if running kube-sim && running kubeconfig; then
   "$(bin kubegate)" dev register-demo --url "$ENTRY" --ca "$KG_DIR/ca.pem" \
     --password-file <(printf '%s' "$ADMIN_PASSWORD") --kube-sim-dir "$KG_DIR/kube-sim" \
-    --kube-sim-url "https://127.0.0.1:$KUBESIM_PORT" && touch "$KG_DIR/demo-registered"
+    --kube-sim-url "https://127.0.0.1:$KUBESIM_PORT"
 fi
 
 cat <<INFO

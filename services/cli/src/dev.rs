@@ -22,12 +22,32 @@ pub enum DevCommand {
         #[arg(long, env = "KUBEGATE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
     },
+    /// Register the local stand-in API server as the environment "demo" (once), signing in as
+    /// admin through the public origin.
+    ///
+    /// Example: kubegate dev register-demo --url https://127.0.0.1:9443 --ca .kubegate/ca.pem \
+    ///   --password-file .kubegate/admin-password --kube-sim-dir .kubegate/kube-sim
+    RegisterDemo {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        password_file: PathBuf,
+        #[arg(long)]
+        kube_sim_dir: PathBuf,
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        kube_sim_url: String,
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum FleetKeyCommand {
-    /// Print a new key pair: the secret key (for the proxies' KUBEGATE_FLEET_KEY) on the first
-    /// line, the public key (for the kubeconfig service's KUBEGATE_FLEET_PUBLIC_KEY) on the second.
+    /// Print a new key pair in age-keygen's format: a `# public key: age1…` line (for the
+    /// kubeconfig service's KUBEGATE_FLEET_PUBLIC_KEY), then the `AGE-SECRET-KEY-1…` line (for the
+    /// proxies' KUBEGATE_FLEET_KEY).
     ///
     /// Example: kubegate fleet-key generate > fleet-key && chmod 600 fleet-key
     Generate,
@@ -46,7 +66,8 @@ fn write_secret(path: &Path, content: &str) -> Result<(), CliError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
-    f.write_all(content.as_bytes()).map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
+    f.write_all(content.as_bytes())
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
 fn ensure(path: &Path, make: impl FnOnce() -> Result<String, CliError>) -> Result<bool, CliError> {
@@ -60,11 +81,16 @@ fn ensure(path: &Path, make: impl FnOnce() -> Result<String, CliError>) -> Resul
 pub fn run(command: DevCommand) -> Result<(), CliError> {
     match command {
         DevCommand::Init { dir, admin_password } => init(&dir, admin_password),
+        DevCommand::RegisterDemo { url, ca, password_file, kube_sim_dir, kube_sim_url, name } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Failed(e.to_string()))?;
+            runtime.block_on(register_demo(&url, &ca, &password_file, &kube_sim_dir, &kube_sim_url, &name))
+        }
     }
 }
 
 pub fn init(dir: &Path, admin_password: Option<String>) -> Result<(), CliError> {
-    std::fs::create_dir_all(dir).map_err(|e| CliError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", dir.display())))?;
     kubegate_tls::DevPki::ensure(dir).map_err(|e| CliError::Failed(e.to_string()))?;
     ensure(&dir.join("master-key"), || random_base64(32))?;
     let fleet = dir.join("fleet-key");
@@ -89,8 +115,8 @@ pub fn run_fleet_key(command: FleetKeyCommand) -> Result<(), CliError> {
     match command {
         FleetKeyCommand::Generate => {
             let (public, secret) = kubegate_seal::generate_fleet_key();
+            println!("# public key: {public}");
             println!("{}", secret.to_secret_string().expose_secret());
-            println!("{public}");
             Ok(())
         }
     }
@@ -105,7 +131,16 @@ mod tests {
     fn init_creates_everything_once_and_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), None).unwrap();
-        for f in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "master-key", "fleet-key", "fleet-key.pub", "admin-password"] {
+        for f in [
+            "ca.pem",
+            "ca-key.pem",
+            "server.pem",
+            "server-key.pem",
+            "master-key",
+            "fleet-key",
+            "fleet-key.pub",
+            "admin-password",
+        ] {
             assert!(dir.path().join(f).exists(), "{f}");
         }
         let before = std::fs::read_to_string(dir.path().join("fleet-key")).unwrap();
@@ -118,6 +153,74 @@ mod tests {
         assert!(public.starts_with("age1"));
         assert!(kubegate_seal::FleetSecretKey::parse(before.trim()).is_ok());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(dir.path().join("master-key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("master-key")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
+}
+
+fn read(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))
+}
+
+async fn register_demo(
+    url: &str,
+    ca: &Path,
+    password_file: &Path,
+    kube_sim_dir: &Path,
+    kube_sim_url: &str,
+    name: &str,
+) -> Result<(), CliError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| CliError::Failed(format!("{what}: {e}"));
+    let tls = kubegate_tls::client_config(&read(ca)?, None, &[]).map_err(|e| fail("CA", &e))?;
+    let client =
+        reqwest::Client::builder().use_preconfigured_tls(tls).build().map_err(|e| fail("client", &e))?;
+    let password = read(password_file)?.trim().to_string();
+    let resp = client
+        .post(format!("{url}/api/auth"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .map_err(|e| fail("sign in", &e))?;
+    if !resp.status().is_success() {
+        return Err(CliError::Failed(format!("sign in as admin failed: {}", resp.status())));
+    }
+    let jwt = resp.json::<serde_json::Value>().await.map_err(|e| fail("sign in", &e))?["jwt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let existing: serde_json::Value = client
+        .get(format!("{url}/api/endpoints"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .map_err(|e| fail("list environments", &e))?
+        .json()
+        .await
+        .map_err(|e| fail("list environments", &e))?;
+    if existing.as_array().map(|a| a.iter().any(|e| e["name"] == name)).unwrap_or(false) {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "name": name,
+        "url": kube_sim_url,
+        "caCert": read(&kube_sim_dir.join("ca.pem"))?,
+        "token": read(&kube_sim_dir.join("kubegate.token"))?.trim(),
+    });
+    let resp = client
+        .post(format!("{url}/api/endpoints"))
+        .bearer_auth(&jwt)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| fail("register", &e))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(CliError::Failed(format!("registering {name} failed ({status}): {text}")));
+    }
+    println!("registered environment {name}: {text}");
+    Ok(())
 }

@@ -539,3 +539,6 @@ fn token_kid(token: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     v.get("kid")?.as_str().map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests;

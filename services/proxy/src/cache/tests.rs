@@ -1,0 +1,145 @@
+//! The cache's decisions about tokens, given events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{TimeZone, Utc};
+use kubegate_events::SealedSecret;
+use kubegate_events::access::EnvironmentRole;
+use kubegate_events::environments::*;
+use kubegate_events::identity::*;
+use kubegate_token::{Claims, Scope, SigningKey};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+
+fn cache_with_user() -> (Cache, SigningKey) {
+    let (_, fleet) = kubegate_seal::generate_fleet_key();
+    let cache = Cache::new(fleet);
+    let key = SigningKey::from_seed("k1", &[3u8; 32]).unwrap();
+    cache.apply_identity(&IdentityEvent::SigningKeyAdded(SigningKeyAdded {
+        kid: "k1".into(),
+        public_key: key.public_key(),
+        private_key: SealedSecret("x".into()),
+    }));
+    cache.apply_identity(&IdentityEvent::UserCreated(UserCreated {
+        user_id: 7,
+        username: "alice".into(),
+        role: GlobalRole::User,
+        password: SealedSecret("x".into()),
+    }));
+    (cache, key)
+}
+
+fn token(key: &SigningKey, jti: &str, iat: i64, exp: Option<i64>, scope: Scope) -> String {
+    key.mint(&Claims { sub: "7".into(), name: "alice".into(), jti: jti.into(), iat, exp, scope }).unwrap()
+}
+
+#[test]
+fn a_valid_token_passes_and_an_expired_one_does_not() {
+    let (cache, key) = cache_with_user();
+    let t = token(&key, "t1", NOW - 10, Some(NOW + 60), Scope::Kubeconfig);
+    let who = cache.authenticate(&t, NOW).unwrap();
+    assert_eq!((who.user_id, who.user.username.as_str(), &*who.kid), (7, "alice", "k1"));
+    // Cached signature, but expiry is checked on every use.
+    let err = cache.authenticate(&t, NOW + 61).unwrap_err();
+    assert_eq!(err, "token expired; download a new kubeconfig");
+    let never = token(&key, "t2", NOW, None, Scope::Kubeconfig);
+    assert!(cache.authenticate(&never, NOW + 100 * 365 * 86400).is_ok());
+}
+
+#[test]
+fn session_tokens_and_strangers_are_refused() {
+    let (cache, key) = cache_with_user();
+    let s = token(&key, "s1", NOW, Some(NOW + 60), Scope::Session);
+    assert!(cache.authenticate(&s, NOW).unwrap_err().contains("session tokens are not accepted here"));
+    let other = SigningKey::from_seed("k1", &[4u8; 32]).unwrap();
+    let forged = token(&other, "t1", NOW, None, Scope::Kubeconfig);
+    assert!(cache.authenticate(&forged, NOW).unwrap_err().contains("signature"));
+    assert!(cache.authenticate(&"x".repeat(70_000), NOW).unwrap_err().contains("larger"));
+}
+
+#[test]
+fn revocations_apply_to_cached_tokens() {
+    let (cache, key) = cache_with_user();
+    let t = token(&key, "t1", NOW - 10, Some(NOW + 600), Scope::Kubeconfig);
+    assert!(cache.authenticate(&t, NOW).is_ok());
+    cache.apply_identity(&IdentityEvent::KubeconfigTokenRevoked(KubeconfigTokenRevoked {
+        token_id: "t1".into(),
+        user_id: 7,
+        expires_at: None,
+    }));
+    assert_eq!(cache.authenticate(&t, NOW).unwrap_err(), "token revoked; download a new kubeconfig");
+
+    let t2 = token(&key, "t2", NOW - 10, Some(NOW + 600), Scope::Kubeconfig);
+    assert!(cache.authenticate(&t2, NOW).is_ok());
+    cache.apply_identity(&IdentityEvent::UserTokensRevoked(UserTokensRevoked {
+        user_id: 7,
+        valid_after: Utc.timestamp_opt(NOW, 0).unwrap(),
+        reason: RevocationReason::Requested,
+    }));
+    assert!(cache.authenticate(&t2, NOW).is_err(), "issued before the cut-off");
+    let t3 = token(&key, "t3", NOW, Some(NOW + 600), Scope::Kubeconfig);
+    assert!(cache.authenticate(&t3, NOW).is_ok(), "issued at the cut-off");
+
+    cache.apply_identity(&IdentityEvent::UserDisabled(UserDisabled { user_id: 7 }));
+    assert_eq!(cache.authenticate(&t3, NOW).unwrap_err(), "token refused: the user is disabled");
+    cache.apply_identity(&IdentityEvent::UserEnabled(UserEnabled { user_id: 7 }));
+    assert!(cache.authenticate(&t3, NOW).is_ok());
+    cache.apply_identity(&IdentityEvent::SigningKeyRetired(SigningKeyRetired { kid: "k1".into() }));
+    assert!(
+        cache.authenticate(&t3, NOW).unwrap_err().contains("retired"),
+        "a cached signature does not outlive its key"
+    );
+    cache.apply_identity(&IdentityEvent::UserDeleted(UserDeleted { user_id: 7, username: "alice".into() }));
+}
+
+#[test]
+fn expired_revocations_are_forgotten() {
+    let (cache, _) = cache_with_user();
+    cache.apply_identity(&IdentityEvent::KubeconfigTokenRevoked(KubeconfigTokenRevoked {
+        token_id: "old".into(),
+        user_id: 7,
+        expires_at: Some(Utc::now() + chrono::Duration::seconds(30)),
+    }));
+    assert!(cache.revoked.contains_key("old"));
+    cache.prune_revocations(Utc::now().timestamp() + 60);
+    assert!(!cache.revoked.contains_key("old"));
+}
+
+#[test]
+fn grants_come_from_policies_teams_and_the_admin_role() {
+    let (cache, _) = cache_with_user();
+    cache.apply_identity(&IdentityEvent::TeamCreated(TeamCreated { team_id: 2, name: "sre".into() }));
+    cache.apply_identity(&IdentityEvent::TeamMemberAdded(TeamMemberAdded { team_id: 2, user_id: 7 }));
+    cache.apply_environment(&EnvironmentEvent::EnvironmentRegistered(EnvironmentRegistered {
+        environment_id: 1,
+        name: "prod".into(),
+        url: "https://127.0.0.1:6443".into(),
+        ca_pem: None,
+        insecure_skip_tls_verify: true,
+        credential: SealedCredential("sealed".into()),
+        credential_kind: CredentialKind::Token,
+    }));
+    let env = cache.environment(1).unwrap();
+    let user = cache.users.get(&7).unwrap().value().clone();
+    assert!(cache.grant(&user, 7, &env).is_none());
+    cache.apply_environment(&EnvironmentEvent::AccessPolicySet(AccessPolicySet {
+        environment_id: 1,
+        users: vec![PolicyEntry { id: 7, role: EnvironmentRole::ReadOnly, namespaces: vec!["qa".into()] }],
+        teams: vec![PolicyEntry { id: 2, role: EnvironmentRole::Standard, namespaces: vec!["dev".into()] }],
+    }));
+    let env = cache.environment(1).unwrap();
+    let grant = cache.grant(&user, 7, &env).unwrap();
+    assert_eq!((grant.role, grant.namespaces.clone()), (EnvironmentRole::Standard, vec!["dev".to_string()]));
+    assert_eq!(cache.team_names(&user), vec!["sre".to_string()]);
+    cache.apply_identity(&IdentityEvent::UserRoleChanged(UserRoleChanged {
+        user_id: 7,
+        role: GlobalRole::Admin,
+    }));
+    let admin = cache.users.get(&7).unwrap().value().clone();
+    assert_eq!(cache.grant(&admin, 7, &env).unwrap().role, EnvironmentRole::EnvironmentAdmin);
+    // A credential the fleet key cannot open makes the environment unusable, with a reason.
+    assert!(env.upstream(&cache.fleet).unwrap_err().contains("credential"));
+    cache.apply_environment(&EnvironmentEvent::EnvironmentRemoved(EnvironmentRemoved { environment_id: 1 }));
+    assert!(cache.environment(1).is_none());
+}

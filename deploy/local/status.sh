@@ -11,7 +11,7 @@ row() {
   fi
   printf '  %-11s %s\n' "$name" "$state"
 }
-row kube-sim "$KUBESIM_ADMIN"
+row kube-sim ""
 row identity "$IDENTITY_ADMIN"
 row kubeconfig "$KUBECONFIG_ADMIN"
 row proxy-1 "$PROXY1_ADMIN"

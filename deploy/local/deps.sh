@@ -21,6 +21,10 @@ declare -A NEED=(
   [curl]=curl
   [busybox]=busybox-static
   [openssl]=openssl
+  # The benchmarks' load tools and baseline (make test runs a smoke run of make bench).
+  [wrk]=wrk
+  [h2load]=nghttp2-client
+  [nginx]=nginx
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -122,44 +122,6 @@ pub fn run_fleet_key(command: FleetKeyCommand) -> Result<(), CliError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn init_creates_everything_once_and_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        init(dir.path(), None).unwrap();
-        for f in [
-            "ca.pem",
-            "ca-key.pem",
-            "server.pem",
-            "server-key.pem",
-            "master-key",
-            "fleet-key",
-            "fleet-key.pub",
-            "admin-password",
-        ] {
-            assert!(dir.path().join(f).exists(), "{f}");
-        }
-        let before = std::fs::read_to_string(dir.path().join("fleet-key")).unwrap();
-        let password = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
-        assert!(password.len() >= 20);
-        init(dir.path(), Some("ignored-now".into())).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("fleet-key")).unwrap(), before);
-        assert_eq!(std::fs::read_to_string(dir.path().join("admin-password")).unwrap(), password);
-        let public = std::fs::read_to_string(dir.path().join("fleet-key.pub")).unwrap();
-        assert!(public.starts_with("age1"));
-        assert!(kubegate_seal::FleetSecretKey::parse(before.trim()).is_ok());
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(dir.path().join("master-key")).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-}
-
 fn read(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))
@@ -223,4 +185,42 @@ async fn register_demo(
     }
     println!("registered environment {name}: {text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn init_creates_everything_once_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), None).unwrap();
+        for f in [
+            "ca.pem",
+            "ca-key.pem",
+            "server.pem",
+            "server-key.pem",
+            "master-key",
+            "fleet-key",
+            "fleet-key.pub",
+            "admin-password",
+        ] {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
+        let before = std::fs::read_to_string(dir.path().join("fleet-key")).unwrap();
+        let password = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
+        assert!(password.len() >= 20);
+        init(dir.path(), Some("ignored-now".into())).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("fleet-key")).unwrap(), before);
+        assert_eq!(std::fs::read_to_string(dir.path().join("admin-password")).unwrap(), password);
+        let public = std::fs::read_to_string(dir.path().join("fleet-key.pub")).unwrap();
+        assert!(public.starts_with("age1"));
+        assert!(kubegate_seal::FleetSecretKey::parse(before.trim()).is_ok());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(dir.path().join("master-key")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 }

@@ -555,7 +555,7 @@ fn context_names(environments: &[Environment]) -> Vec<String> {
 }
 
 /// Kubernetes namespace names are RFC 1123 labels.
-fn is_dns1123_label(name: &str) -> bool {
+pub(crate) fn is_dns1123_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     (1..=63).contains(&bytes.len())
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')

@@ -179,11 +179,11 @@ impl Publisher {
         if !self.bus.is_connected() {
             // No point waiting for acknowledgements that cannot come: straight to disk.
             self.status.nats_failing.store(true, Ordering::Relaxed);
-            self.to_spool(&records);
+            self.spool_records(&records);
             return;
         }
         if self.spool.bytes > 0 && !self.replay_spool().await {
-            self.to_spool(&records);
+            self.spool_records(&records);
             return;
         }
         if records.is_empty() {
@@ -199,12 +199,12 @@ impl Publisher {
                 self.status.published.fetch_add(e.published as u64, Ordering::Relaxed);
                 self.status.nats_failing.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, "audit records go to the spool until NATS is back");
-                self.to_spool(&records[e.published..]);
+                self.spool_records(&records[e.published..]);
             }
         }
     }
 
-    fn to_spool(&mut self, records: &[RawEnvelope]) {
+    fn spool_records(&mut self, records: &[RawEnvelope]) {
         if records.is_empty() {
             return;
         }

@@ -108,7 +108,7 @@ pub(crate) async fn forward(
         let chosen =
             response.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_string);
         match chosen {
-            Some(p) if websocket_offers.iter().any(|o| *o == p) => p,
+            Some(p) if websocket_offers.contains(&p) => p,
             Some(p) => {
                 return Err(Refusal::BadGateway(format!(
                     "the API server chose subprotocol {p:?}, which the client did not offer"
@@ -125,7 +125,7 @@ pub(crate) async fn forward(
         let chosen =
             response.headers().get(STREAM_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).map(str::to_string);
         match chosen {
-            Some(p) if spdy_offers.iter().any(|o| *o == p) => format!("SPDY/3.1 {p}"),
+            Some(p) if spdy_offers.contains(&p) => format!("SPDY/3.1 {p}"),
             Some(p) => {
                 return Err(Refusal::BadGateway(format!(
                     "the API server chose stream protocol {p:?}, which the client did not offer"

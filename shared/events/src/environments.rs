@@ -20,6 +20,25 @@ impl std::fmt::Debug for SealedCredential {
     }
 }
 
+/// What a sealed credential holds. Not secret: admins see it, proxies know what to expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// A bearer token.
+    Token,
+    /// A client certificate and its private key.
+    ClientCertificate,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Token => "token",
+            CredentialKind::ClientCertificate => "client-certificate",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentRegistered {
@@ -34,6 +53,7 @@ pub struct EnvironmentRegistered {
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
     pub credential: SealedCredential,
+    pub credential_kind: CredentialKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -59,6 +79,7 @@ pub struct EnvironmentEndpointChanged {
 pub struct EnvironmentCredentialRotated {
     pub environment_id: u64,
     pub credential: SealedCredential,
+    pub credential_kind: CredentialKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -92,6 +92,7 @@ fn environment_examples() -> Vec<EnvironmentEvent> {
             ca_pem: Some("-----BEGIN CERTIFICATE-----\n…".into()),
             insecure_skip_tls_verify: false,
             credential: SealedCredential("-----BEGIN AGE ENCRYPTED FILE-----".into()),
+            credential_kind: CredentialKind::Token,
         }),
         EnvironmentEvent::EnvironmentRenamed(EnvironmentRenamed { environment_id: 1, name: "prod".into() }),
         EnvironmentEvent::EnvironmentEndpointChanged(EnvironmentEndpointChanged {
@@ -103,6 +104,7 @@ fn environment_examples() -> Vec<EnvironmentEvent> {
         EnvironmentEvent::EnvironmentCredentialRotated(EnvironmentCredentialRotated {
             environment_id: 1,
             credential: SealedCredential("-----BEGIN AGE ENCRYPTED FILE-----".into()),
+            credential_kind: CredentialKind::ClientCertificate,
         }),
         EnvironmentEvent::EnvironmentRemoved(EnvironmentRemoved { environment_id: 1 }),
         EnvironmentEvent::AccessPolicySet(AccessPolicySet {

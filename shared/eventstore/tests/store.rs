@@ -15,7 +15,7 @@ use kubegate_testsupport::wait;
 use tokio_util::sync::CancellationToken;
 
 fn ev(user_id: u64) -> Envelope<IdentityEvent> {
-    let event = if user_id % 2 == 0 {
+    let event = if user_id.is_multiple_of(2) {
         IdentityEvent::UserDisabled(UserDisabled { user_id })
     } else {
         IdentityEvent::UserEnabled(UserEnabled { user_id })

@@ -34,7 +34,11 @@ async fn get(stack: &Stack, port: u16, env: u64, token: &str, path: &str) -> (u1
 
 /// Reads the audit stream until every id in `ids` has a record; checks each has exactly one and
 /// that every replica's numbering has no gap.
-async fn audit_covers(stack: &Stack, ids: &HashSet<String>, timeout: Duration) -> Vec<kubegate_events::RawEnvelope> {
+async fn audit_covers(
+    stack: &Stack,
+    ids: &HashSet<String>,
+    timeout: Duration,
+) -> Vec<kubegate_events::RawEnvelope> {
     let bus = stack.bus().await;
     let deadline = Instant::now() + timeout;
     loop {
@@ -67,7 +71,12 @@ async fn audit_covers(stack: &Stack, ids: &HashSet<String>, timeout: Duration) -
             }
             return records;
         }
-        assert!(Instant::now() < deadline, "{} requests have no audit record, e.g. {:?}", missing.len(), missing.first());
+        assert!(
+            Instant::now() < deadline,
+            "{} requests have no audit record, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -102,8 +111,14 @@ async fn a_nats_outage_loses_nothing() {
         }
         if outage.elapsed() > Duration::from_secs(5) && outage.elapsed() < Duration::from_secs(6) {
             // Identity still works (it keeps events in its outbox): revoke carol's tokens now.
-            let (status, _) =
-                stack.api("POST", &format!("/api/users/{carol}/kubeconfig-tokens/revoke"), Some(&stack.admin), None).await;
+            let (status, _) = stack
+                .api(
+                    "POST",
+                    &format!("/api/users/{carol}/kubeconfig-tokens/revoke"),
+                    Some(&stack.admin),
+                    None,
+                )
+                .await;
             assert_eq!(status, 204);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -173,7 +188,9 @@ async fn a_killed_replica_is_survived_and_catches_up_before_serving() {
     // While it is down, a new user and environment appear; restarted, it must know them
     // before it says it is ready.
     let dave = stack.create_user("dave", "dave-password", "user").await;
-    stack.set_access(env, json!([{"userId": dave, "role": "read-only", "namespaces": ["dev"]}]), json!([])).await;
+    stack
+        .set_access(env, json!([{"userId": dave, "role": "read-only", "namespaces": ["dev"]}]), json!([]))
+        .await;
     let dave_session = stack.session("dave", "dave-password").await;
     let dave_kc = stack.kubeconfig_file(&dave_session, &[env], "dave").await;
     let dave_token = token_of(&dave_kc);
@@ -184,8 +201,10 @@ async fn a_killed_replica_is_survived_and_catches_up_before_serving() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.reconnect();
-    let (status, _) = get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/dev/pods").await;
+    let (status, _) =
+        get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/dev/pods").await;
     assert_eq!(status, 200, "ready means caught up: the new user and grant are known");
-    let (status, _) = get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/default/pods").await;
+    let (status, _) =
+        get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/default/pods").await;
     assert_eq!(status, 403);
 }

@@ -133,7 +133,7 @@ fn a_deleted_users_id_is_never_reused_but_the_name_is_free_again() {
     let mut state = admin_and_alice();
     let out = decide(&state, Command::DeleteUser { user_id: 2 }, now()).unwrap();
     then_apply(&mut state, &out);
-    assert!(state.users.get(&2).is_none());
+    assert!(!state.users.contains_key(&2));
     let out = decide(
         &state,
         Command::CreateUser { username: "alice".into(), role: GlobalRole::User, password: sealed("p") },

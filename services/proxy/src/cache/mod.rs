@@ -329,7 +329,9 @@ impl Cache {
     }
 
     /// Applies one identity event. Revocations also close open streams of the tokens they hit.
-    pub(crate) fn apply_identity(&self, event: &IdentityEvent) {
+    /// Public for benchmarks and tools that build a cache without a bus; in the proxy, only the
+    /// follower (`follow`) calls it.
+    pub fn apply_identity(&self, event: &IdentityEvent) {
         match event {
             IdentityEvent::UserCreated(e) => {
                 let teams = self
@@ -442,8 +444,8 @@ impl Cache {
         }
     }
 
-    /// Applies one environment event.
-    pub(crate) fn apply_environment(&self, event: &EnvironmentEvent) {
+    /// Applies one environment event (public for the same reason as `apply_identity`).
+    pub fn apply_environment(&self, event: &EnvironmentEvent) {
         let mut envs = (**self.environments.load()).clone();
         let id = match event {
             EnvironmentEvent::EnvironmentRegistered(e) => {

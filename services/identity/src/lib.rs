@@ -14,45 +14,16 @@ use std::sync::Arc;
 use kubegate_bus::{Bus, StreamDef};
 use kubegate_events::Actor;
 use kubegate_eventstore::{EventStore, OutboxRelay};
-use kubegate_telemetry::Readiness;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 use crate::crypto::{MasterKey, Purpose};
 use crate::domain::{Command, DomainError};
-use crate::engine::{Engine, EngineError, Origin};
+use crate::engine::{Engine, EngineError, ModelError, Origin};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] kubegate_eventstore::StoreError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Bus(#[from] kubegate_bus::BusError),
-    #[error(transparent)]
-    Telemetry(#[from] kubegate_telemetry::TelemetryError),
-}
-
-impl Error {
-    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Telemetry(_) => 64,
-            _ => 1,
-        }
-    }
-}
+/// Why the service could not start (or stopped).
+pub type Error = kubegate_config::StartError;
 
 /// A fresh signing key, its seed sealed with the master key, as a command.
 pub fn new_signing_key_command(master: &MasterKey) -> Result<Command, String> {
@@ -64,7 +35,8 @@ pub fn new_signing_key_command(master: &MasterKey) -> Result<Command, String> {
 
 /// First start: the `admin` user and a signing key. Safe when replicas start together.
 async fn bootstrap(engine: &Engine, master: &MasterKey, admin_password: Option<&str>) -> Result<(), Error> {
-    let (no_users, no_key) = engine.read(|s| (s.users.is_empty(), s.active_key().is_none())).await?;
+    let (no_users, no_key) =
+        engine.read(|s| (s.users.is_empty(), s.active_key().is_none())).await.map_err(Error::failed)?;
     let origin = || Origin { actor: Actor::system("identity"), correlation_id: "first-start".to_string() };
     if no_users {
         let password = admin_password.ok_or_else(|| {
@@ -80,13 +52,13 @@ async fn bootstrap(engine: &Engine, master: &MasterKey, admin_password: Option<&
         };
         match engine.execute(command, origin()).await {
             Ok(_) => tracing::info!("created the admin user"),
-            Err(EngineError::Domain(DomainError::Conflict(_))) => {}
-            Err(e) => return Err(e.into()),
+            Err(EngineError::Domain(ModelError::Domain(DomainError::Conflict(_)))) => {}
+            Err(e) => return Err(Error::failed(e)),
         }
     }
     if no_key {
         let command = new_signing_key_command(master).map_err(Error::Config)?;
-        engine.execute(command, origin()).await?;
+        engine.execute(command, origin()).await.map_err(Error::failed)?;
         tracing::info!("created the first signing key");
     }
     Ok(())
@@ -94,44 +66,22 @@ async fn bootstrap(engine: &Engine, master: &MasterKey, admin_password: Option<&
 
 /// Runs identity until `shutdown`, then drains.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let telemetry = kubegate_telemetry::init(&config.telemetry.to_config("identity"))?;
     let master = MasterKey::parse(config.master_key.expose())
         .map_err(|e| Error::Config(format!("KUBEGATE_MASTER_KEY: {e}")))?;
     let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen { addr: config.listen, source })?;
-    let readiness = Readiness::new();
+    let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
+        kubegate_config::begin("identity", &config.telemetry, config.listen, &shutdown).await?;
     readiness.set("event-store", false, "connecting");
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = config.telemetry.admin_listen {
-        let admin = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        let router = kubegate_telemetry::admin_router(readiness.clone(), telemetry.prometheus.clone());
-        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
-    }
 
-    let store = EventStore::connect(&config.database_url, 8, config.database_wait).await?;
-    let engine = Engine::start(store.clone(), master.clone()).await?;
+    let store =
+        EventStore::connect(&config.database_url, 8, config.database_wait).await.map_err(Error::failed)?;
+    let engine = engine::start(store.clone(), master.clone()).await.map_err(Error::failed)?;
     bootstrap(&engine, &master, config.admin_password.as_ref().map(|s| s.expose())).await?;
 
-    let bus = Bus::connect(&config.nats.to_config("kubegate-identity")).await?;
-    {
-        // NATS may be away at start: the outbox keeps events until the stream can take them.
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                match bus.ensure_stream(&StreamDef::identity()).await {
-                    Ok(()) => return,
-                    Err(e) => tracing::debug!(error = %e, "identity stream not ensured yet"),
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                }
-            }
-        });
-    }
+    let bus =
+        Bus::connect(&config.nats.to_config("kubegate-identity").with_service_inbox("identity")).await?;
+    // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
+    bus.ensure_stream_in_background(StreamDef::identity(), shutdown.clone());
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(relay_stop.clone());
     tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Command, DomainError};
-use crate::engine::{Engine, EngineError, Origin};
+use crate::engine::{Engine, EngineError, ModelError, Origin};
 
 /// Subject of the token request. Only the kubeconfig service may publish on it.
 pub const ISSUE_TOKEN_SUBJECT: &str = "kubegate.rpc.identity.kubeconfig-token.issue";
@@ -39,11 +39,11 @@ impl std::fmt::Debug for IssuedToken {
 
 fn failure(e: EngineError) -> RpcFailure {
     let status = match &e {
-        EngineError::Domain(DomainError::Invalid(_)) => 400,
-        EngineError::Domain(DomainError::NotFound(_)) => 404,
-        EngineError::Domain(DomainError::Conflict(_)) | EngineError::Contended => 409,
+        EngineError::Domain(ModelError::Domain(DomainError::Invalid(_))) => 400,
+        EngineError::Domain(ModelError::Domain(DomainError::NotFound(_))) => 404,
+        EngineError::Domain(ModelError::Domain(DomainError::Conflict(_))) | EngineError::Contended => 409,
         EngineError::Unavailable(_) | EngineError::Stopped => 503,
-        EngineError::Key(_) => 500,
+        EngineError::Domain(ModelError::Key(_)) => 500,
     };
     RpcFailure { status, message: e.to_string() }
 }
@@ -83,6 +83,7 @@ pub async fn serve(bus: Bus, engine: Engine, shutdown: CancellationToken) {
                         .map_err(failure)?;
                     let (iat, exp) = executed.outcome.token_times.unwrap_or_default();
                     let token = executed
+                        .outcome
                         .token
                         .ok_or_else(|| RpcFailure { status: 500, message: "no token minted".to_string() })?;
                     Ok(IssuedToken {

@@ -15,44 +15,15 @@ use std::sync::Arc;
 use kubegate_bus::{Bus, StreamDef};
 use kubegate_eventstore::{EventStore, OutboxRelay};
 use kubegate_seal::FleetPublicKey;
-use kubegate_telemetry::Readiness;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::kubeconfig_file::{CaBundle, PublicEndpoint, ServerTrust};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] kubegate_eventstore::StoreError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Bus(#[from] kubegate_bus::BusError),
-    #[error(transparent)]
-    Telemetry(#[from] kubegate_telemetry::TelemetryError),
-}
-
-impl Error {
-    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Telemetry(_) => 64,
-            _ => 1,
-        }
-    }
-}
+/// Why the service could not start (or stopped).
+pub type Error = kubegate_config::StartError;
 
 /// The public endpoint written into kubeconfigs, from the configured origin and CA file.
 fn public_endpoint(config: &Config) -> Result<PublicEndpoint, Error> {
@@ -67,44 +38,22 @@ fn public_endpoint(config: &Config) -> Result<PublicEndpoint, Error> {
 
 /// Runs the service until `shutdown`, then drains.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let telemetry = kubegate_telemetry::init(&config.telemetry.to_config("kubeconfig"))?;
     // The message never repeats the text: it could be a secret key pasted in the wrong place.
     let fleet = FleetPublicKey::parse(config.fleet_public_key.expose())
         .map_err(|e| Error::Config(format!("KUBEGATE_FLEET_PUBLIC_KEY: {e}")))?;
     let endpoint = public_endpoint(&config)?;
     let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen { addr: config.listen, source })?;
-    let readiness = Readiness::new();
+    let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
+        kubegate_config::begin("kubeconfig", &config.telemetry, config.listen, &shutdown).await?;
     readiness.set("event-store", false, "connecting");
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = config.telemetry.admin_listen {
-        let admin = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        let router = kubegate_telemetry::admin_router(readiness.clone(), telemetry.prometheus.clone());
-        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
-    }
 
-    let store = EventStore::connect(&config.database_url, 8, config.database_wait).await?;
-    let bus = Bus::connect(&config.nats.to_config("kubegate-kubeconfig")).await?;
-    {
-        // NATS may be away at start: the outbox keeps events until the stream can take them.
-        let bus = bus.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                match bus.ensure_stream(&StreamDef::environments()).await {
-                    Ok(()) => return,
-                    Err(e) => tracing::debug!(error = %e, "environments stream not ensured yet"),
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                }
-            }
-        });
-    }
-    let engine = Engine::start(store.clone(), bus.clone(), readiness.clone()).await?;
+    let store =
+        EventStore::connect(&config.database_url, 8, config.database_wait).await.map_err(Error::failed)?;
+    let bus =
+        Bus::connect(&config.nats.to_config("kubegate-kubeconfig").with_service_inbox("kubeconfig")).await?;
+    // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
+    bus.ensure_stream_in_background(StreamDef::environments(), shutdown.clone());
+    let engine = Engine::start(store.clone(), bus.clone(), readiness.clone()).await.map_err(Error::failed)?;
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(relay_stop.clone());
 

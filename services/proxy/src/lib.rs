@@ -24,9 +24,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use kubegate_bus::{Bus, StreamDef};
-use kubegate_telemetry::Readiness;
 use kubegate_tls::ConnInfo;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -36,33 +34,8 @@ use crate::body::ProxyBody;
 use crate::cache::{Cache, Trust};
 use crate::passthrough::Services;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the audit spool: {0}")]
-    Spool(#[source] std::io::Error),
-    #[error(transparent)]
-    Bus(#[from] kubegate_bus::BusError),
-    #[error(transparent)]
-    Telemetry(#[from] kubegate_telemetry::TelemetryError),
-}
-
-impl Error {
-    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Telemetry(_) => 64,
-            _ => 1,
-        }
-    }
-}
+/// Why the service could not start (or stopped).
+pub type Error = kubegate_config::StartError;
 
 /// Limits that apply to every request.
 #[derive(Debug, Clone)]
@@ -114,7 +87,6 @@ fn read_file(path: &std::path::Path, what: &str) -> Result<String, Error> {
 
 /// Runs a proxy replica until `shutdown`, then drains.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let telemetry = kubegate_telemetry::init(&config.telemetry.to_config("proxy"))?;
     let fleet = kubegate_seal::FleetSecretKey::parse(config.fleet_key.expose())
         .map_err(|e| Error::Config(format!("KUBEGATE_FLEET_KEY: {e}")))?;
     if config.tls.plain_http {
@@ -143,39 +115,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         }
     }
     let replica = config.replica_id.clone().unwrap_or_else(default_replica_id);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen { addr: config.listen, source })?;
-    let readiness = Readiness::new();
+    let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
+        kubegate_config::begin("proxy", &config.telemetry, config.listen, &shutdown).await?;
     readiness.set("cache", false, "replaying the event streams");
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = config.telemetry.admin_listen {
-        let admin = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
-        let router = kubegate_telemetry::admin_router(readiness.clone(), telemetry.prometheus.clone());
-        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
-    }
 
-    let bus = Bus::connect(&config.nats.to_config(&format!("kubegate-proxy-{replica}"))).await?;
+    let bus = Bus::connect(
+        &config.nats.to_config(&format!("kubegate-proxy-{replica}")).with_service_inbox("proxy"),
+    )
+    .await?;
     let cache = Arc::new(Cache::new(fleet));
     let follow_stop = CancellationToken::new();
     tokio::spawn(cache::follow::run(cache.clone(), bus.clone(), follow_stop.clone()));
-    {
-        let bus = bus.clone();
-        let def = StreamDef::audit(config.audit_max_age, config.audit_max_bytes);
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                match bus.ensure_stream(&def).await {
-                    Ok(()) => return,
-                    Err(e) => tracing::debug!(error = %e, "audit stream not ensured yet"),
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        });
-    }
+    // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
+    bus.ensure_stream_in_background(
+        StreamDef::audit(config.audit_max_age, config.audit_max_bytes),
+        shutdown.clone(),
+    );
     let audit_stop = CancellationToken::new();
     let (auditor, audit_task) = audit::spawn(
         bus.clone(),
@@ -184,7 +139,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         config.audit_spool_max_bytes,
         audit_stop.clone(),
     )
-    .map_err(Error::Spool)?;
+    .map_err(|e| Error::failed(format!("cannot open the audit spool: {e}")))?;
 
     let proxy = Arc::new(Proxy {
         cache: cache.clone(),

@@ -1,25 +1,5 @@
-//! `kubegate-proxy`: parses its configuration, then runs a replica until SIGTERM or Ctrl-C.
-
-use kubegate_proxy::{Config, run};
+//! `kubegate-proxy`: parses its configuration, then runs until SIGTERM or Ctrl-C.
 
 fn main() {
-    let config: Config = kubegate_config::parse_or_exit();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kubegate-proxy: cannot start the runtime: {e}");
-            std::process::exit(70);
-        }
-    };
-    let code = runtime.block_on(async move {
-        let shutdown = kubegate_telemetry::signals::shutdown_on_signals();
-        match run(config, shutdown).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("kubegate-proxy: {e}");
-                e.exit_code()
-            }
-        }
-    });
-    std::process::exit(code);
+    kubegate_config::service_main("kubegate-proxy", kubegate_proxy::run)
 }

@@ -18,11 +18,29 @@ pub struct NatsConfig {
     /// Client certificate and key for mutual TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Subject prefix of this connection's reply inboxes (default `_INBOX`). Each service has
+    /// its own (`_INBOX_kubegate_<service>`) so the bus permissions can let it read only its
+    /// own replies: a stolen proxy credential cannot read kubeconfig's token answers.
+    pub inbox_prefix: Option<String>,
+}
+
+/// The reply-inbox prefix of a kubegate service (`identity`, `kubeconfig`, `proxy`, `audit`):
+/// what the NATS permissions in `deploy/` allow that service's user to subscribe to.
+pub fn service_inbox_prefix(service: &str) -> String {
+    format!("_INBOX_kubegate_{service}")
 }
 
 impl NatsConfig {
     pub fn new(url: impl Into<String>, name: impl Into<String>) -> NatsConfig {
         NatsConfig { url: url.into(), name: name.into(), ..Default::default() }
+    }
+
+    /// Uses `service`'s own reply-inbox prefix unless one is configured already.
+    pub fn with_service_inbox(mut self, service: &str) -> NatsConfig {
+        if self.inbox_prefix.is_none() {
+            self.inbox_prefix = Some(service_inbox_prefix(service));
+        }
+        self
     }
 }
 
@@ -36,6 +54,7 @@ impl fmt::Debug for NatsConfig {
             .field("creds_file", &self.creds_file)
             .field("tls_ca", &self.tls_ca)
             .field("tls_cert", &self.tls_cert)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }

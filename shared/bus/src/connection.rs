@@ -58,6 +58,9 @@ impl Bus {
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             opts = opts.add_client_certificate(cert.clone(), key.clone());
         }
+        if let Some(prefix) = &config.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
         let name = config.name.clone();
         opts = opts
             .name(&config.name)
@@ -159,19 +162,22 @@ impl Bus {
         }
     }
 
-    /// Ensures the stream, retrying until `deadline` (NATS may still be starting).
-    pub async fn ensure_stream_retrying(&self, def: &StreamDef, deadline: Duration) -> Result<(), BusError> {
-        let until = Instant::now() + deadline;
-        loop {
-            match self.ensure_stream(def).await {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() >= until => return Err(e),
-                Err(e) => {
-                    tracing::debug!(error = %e, "stream not ready yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    /// Ensures the stream in the background, retrying until it works or `stop`: a service
+    /// starts even while NATS is away, its outbox or spool keeping what it cannot publish yet.
+    pub fn ensure_stream_in_background(&self, def: StreamDef, stop: tokio_util::sync::CancellationToken) {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match bus.ensure_stream(&def).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "stream not ensured yet; retrying"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
-        }
+        });
     }
 
     /// The stream's last sequence (0 when empty).

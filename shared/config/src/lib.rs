@@ -68,6 +68,10 @@ pub struct NatsArgs {
     /// Client key for NATS mutual TLS.
     #[arg(long = "nats-key", env = "KUBEGATE_NATS_KEY", requires = "nats_cert")]
     pub nats_key: Option<PathBuf>,
+    /// Subject prefix of reply inboxes (default `_INBOX_kubegate_<service>`, which the bus
+    /// permissions in deploy/ expect).
+    #[arg(long = "nats-inbox-prefix", env = "KUBEGATE_NATS_INBOX_PREFIX")]
+    pub nats_inbox_prefix: Option<String>,
 }
 
 impl fmt::Debug for NatsArgs {
@@ -87,6 +91,7 @@ impl NatsArgs {
             tls_ca: self.nats_ca.clone(),
             tls_cert: self.nats_cert.clone(),
             tls_key: self.nats_key.clone(),
+            inbox_prefix: self.nats_inbox_prefix.clone(),
         }
     }
 }
@@ -211,4 +216,106 @@ impl Drop for Secret {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.0);
     }
+}
+
+/// An error a service's `run` can end with, and the process exit status it means.
+pub trait ExitStatus: fmt::Display {
+    /// 64 (EX_USAGE) for configuration errors, 1 otherwise.
+    fn exit_status(&self) -> i32;
+}
+
+/// The whole `main` of a service: parse its configuration (a bad one exits 64 before anything
+/// starts), run it on a multi-threaded runtime until SIGTERM or Ctrl-C, exit with its status.
+pub fn service_main<C, F, Fut, E>(name: &str, run: F) -> !
+where
+    C: Parser,
+    F: FnOnce(C, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: ExitStatus,
+{
+    let config: C = parse_or_exit();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            std::process::exit(70);
+        }
+    };
+    let code = runtime.block_on(async move {
+        let shutdown = kubegate_telemetry::signals::shutdown_on_signals();
+        match run(config, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                e.exit_status()
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+/// Why a service could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] kubegate_telemetry::TelemetryError),
+    #[error(transparent)]
+    Bus(#[from] kubegate_bus::BusError),
+    /// Anything else that stops a start: the event store, the engine, the audit spool.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StartError {
+    pub fn failed(e: impl fmt::Display) -> StartError {
+        StartError::Failed(e.to_string())
+    }
+}
+
+impl ExitStatus for StartError {
+    fn exit_status(&self) -> i32 {
+        match self {
+            StartError::Config(_) | StartError::Telemetry(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// What every service sets up first: logs, metrics and traces; its listener; readiness and the
+/// admin listener serving it.
+pub struct Basics {
+    pub telemetry: kubegate_telemetry::TelemetryGuard,
+    pub readiness: kubegate_telemetry::Readiness,
+    pub listener: tokio::net::TcpListener,
+    /// Background tasks (the admin listener); stop them with `shutdown().await` at the end.
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
+pub async fn begin(
+    service: &str,
+    telemetry: &TelemetryArgs,
+    listen: SocketAddr,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Basics, StartError> {
+    let guard = kubegate_telemetry::init(&telemetry.to_config(service))?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
+    };
+    let listener = bind(listen).await?;
+    let readiness = kubegate_telemetry::Readiness::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = telemetry.admin_listen {
+        let admin = bind(addr).await?;
+        let router = kubegate_telemetry::admin_router(readiness.clone(), guard.prometheus.clone());
+        tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
+    }
+    Ok(Basics { telemetry: guard, readiness, listener, tasks })
 }

@@ -289,7 +289,8 @@ impl Server {
             password: Some(self.config.env[password_var].clone()),
             tls_ca: Some(self.config.ca.clone()),
             ..NatsConfig::default()
-        };
+        }
+        .with_service_inbox(user.trim_start_matches("kubegate-"));
         let bus = Bus::connect(&config).await.unwrap();
         assert!(bus.wait_connected(Duration::from_secs(10)).await, "{user} cannot connect:\n{}", self.log());
         bus
@@ -472,6 +473,17 @@ async fn the_bus_rules_hold_on_a_real_server() {
     assert!(ask(kubeconfig.clone()).await.is_ok());
     let stolen = tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut thief)).await;
     assert!(stolen.is_err(), "the proxy received a token request");
+    // Nor may it read the answers: each service has its own reply inbox, and may subscribe only
+    // to that one.
+    let mut snoops = Vec::new();
+    for subject in ["_INBOX_kubegate_kubeconfig.>", "_INBOX.>", ">"] {
+        snoops.push((subject, proxy.client().subscribe(subject).await.unwrap()));
+    }
+    assert_eq!(ask(kubeconfig.clone()).await.unwrap()["token"], "t");
+    for (subject, mut sub) in snoops {
+        let read = tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut sub)).await;
+        assert!(read.is_err(), "the proxy read {subject}: a token answer meant for kubeconfig");
+    }
 
     // Nobody deletes, purges or re-shapes a stream, not even its producer; nobody makes new ones.
     let js_denied: Vec<(&str, Attempt)> = vec![

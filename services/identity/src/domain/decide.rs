@@ -104,19 +104,12 @@ pub enum DomainError {
 }
 
 /// One stream's share of a decision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub stream: String,
-    /// The stream's version the decision was based on (0 = new stream); `None` = no check.
-    pub expected: Option<u64>,
-    pub events: Vec<IdentityEvent>,
-}
+pub type Decision = kubegate_eventstore::engine::Decision<IdentityEvent>;
 
-impl Decision {
-    fn on(state: &IdentityState, stream: String, events: Vec<IdentityEvent>) -> Decision {
-        let expected = Some(state.version(&stream));
-        Decision { stream, expected, events }
-    }
+/// A decision on `stream` based on its current version.
+fn on(state: &IdentityState, stream: String, events: Vec<IdentityEvent>) -> Decision {
+    let expected = Some(state.version(&stream));
+    Decision { stream, expected, events }
 }
 
 /// What a command produced: the events, and for the caller, the id it created if any.
@@ -126,6 +119,8 @@ pub struct Outcome {
     pub created_id: Option<u64>,
     /// For token issue: the claims' `iat` and `exp` (seconds) to mint with.
     pub token_times: Option<(i64, Option<i64>)>,
+    /// The token minted once the events are stored.
+    pub token: Option<String>,
 }
 
 fn one(decision: Decision) -> Outcome {
@@ -209,9 +204,9 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             let user_id = state.last_user_id + 1;
             let created = E::UserCreated(UserCreated { user_id, username, role, password });
             Ok(Outcome {
-                decisions: vec![Decision::on(state, streams::user(user_id), vec![created])],
+                decisions: vec![on(state, streams::user(user_id), vec![created])],
                 created_id: Some(user_id),
-                token_times: None,
+                ..Default::default()
             })
         }
         Command::ChangeRole { user_id, role } => {
@@ -222,7 +217,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if role != GlobalRole::Admin {
                 keeps_an_admin(state, user_id)?;
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::user(user_id),
                 vec![
@@ -233,7 +228,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
         }
         Command::ChangePassword { user_id, password } => {
             user(state, user_id)?;
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::user(user_id),
                 vec![
@@ -247,7 +242,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                 return Ok(Outcome::default());
             }
             keeps_an_admin(state, user_id)?;
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::user(user_id),
                 vec![
@@ -260,16 +255,12 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if !user(state, user_id)?.disabled {
                 return Ok(Outcome::default());
             }
-            Ok(one(Decision::on(
-                state,
-                streams::user(user_id),
-                vec![E::UserEnabled(UserEnabled { user_id })],
-            )))
+            Ok(one(on(state, streams::user(user_id), vec![E::UserEnabled(UserEnabled { user_id })])))
         }
         Command::DeleteUser { user_id } => {
             keeps_an_admin(state, user_id)?;
             let username = user(state, user_id)?.username.clone();
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::user(user_id),
                 vec![
@@ -285,13 +276,13 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             }
             let team_id = state.last_team_id + 1;
             Ok(Outcome {
-                decisions: vec![Decision::on(
+                decisions: vec![on(
                     state,
                     streams::team(team_id),
                     vec![E::TeamCreated(TeamCreated { team_id, name })],
                 )],
                 created_id: Some(team_id),
-                token_times: None,
+                ..Default::default()
             })
         }
         Command::RenameTeam { team_id, name } => {
@@ -305,19 +296,11 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             {
                 return Err(DomainError::Conflict(format!("a team named {name:?} already exists")));
             }
-            Ok(one(Decision::on(
-                state,
-                streams::team(team_id),
-                vec![E::TeamRenamed(TeamRenamed { team_id, name })],
-            )))
+            Ok(one(on(state, streams::team(team_id), vec![E::TeamRenamed(TeamRenamed { team_id, name })])))
         }
         Command::DeleteTeam { team_id } => {
             team(state, team_id)?;
-            Ok(one(Decision::on(
-                state,
-                streams::team(team_id),
-                vec![E::TeamDeleted(TeamDeleted { team_id })],
-            )))
+            Ok(one(on(state, streams::team(team_id), vec![E::TeamDeleted(TeamDeleted { team_id })])))
         }
         Command::AddTeamMember { team_id, user_id } => {
             let t = team(state, team_id)?;
@@ -325,7 +308,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if t.members.contains(&user_id) {
                 return Ok(Outcome::default());
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::team(team_id),
                 vec![E::TeamMemberAdded(TeamMemberAdded { team_id, user_id })],
@@ -338,7 +321,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                     "user {user_id} is not a member of team {team_id}"
                 )));
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::team(team_id),
                 vec![E::TeamMemberRemoved(TeamMemberRemoved { team_id, user_id })],
@@ -348,7 +331,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if state.expiry == expiry {
                 return Ok(Outcome::default());
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::SETTINGS.to_string(),
                 vec![E::KubeconfigExpiryChanged(KubeconfigExpiryChanged { expiry, previous: state.expiry })],
@@ -358,7 +341,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if state.keys.iter().any(|k| k.kid == kid) {
                 return Err(DomainError::Conflict(format!("signing key {kid} exists already")));
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::SIGNING_KEYS.to_string(),
                 vec![E::SigningKeyAdded(SigningKeyAdded { kid, public_key, private_key })],
@@ -378,7 +361,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                     "the active signing key cannot be retired; rotate to a new key first".into(),
                 ));
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::SIGNING_KEYS.to_string(),
                 vec![E::SigningKeyRetired(SigningKeyRetired { kid })],
@@ -408,13 +391,9 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                 expires_at: exp.and_then(|e| DateTime::from_timestamp(e, 0)),
             };
             Ok(Outcome {
-                decisions: vec![Decision::on(
-                    state,
-                    streams::token(&token_id),
-                    vec![E::KubeconfigTokenIssued(issued)],
-                )],
-                created_id: None,
+                decisions: vec![on(state, streams::token(&token_id), vec![E::KubeconfigTokenIssued(issued)])],
                 token_times: Some((iat, exp)),
+                ..Default::default()
             })
         }
         Command::RevokeToken { token_id } => {
@@ -425,7 +404,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if t.revoked {
                 return Ok(Outcome::default());
             }
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::token(&token_id),
                 vec![E::KubeconfigTokenRevoked(KubeconfigTokenRevoked {
@@ -437,7 +416,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
         }
         Command::RevokeUserTokens { user_id } => {
             user(state, user_id)?;
-            Ok(one(Decision::on(
+            Ok(one(on(
                 state,
                 streams::user(user_id),
                 vec![revoke_all(user_id, now, RevocationReason::Requested)],

@@ -74,13 +74,7 @@ pub enum DomainError {
 }
 
 /// One stream's share of a decision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub stream: String,
-    /// The stream's version the decision was based on (0 = new stream); `None` = no check.
-    pub expected: Option<u64>,
-    pub events: Vec<EnvironmentEvent>,
-}
+pub type Decision = kubegate_eventstore::engine::Decision<EnvironmentEvent>;
 
 /// What a command produced: the events, and the id it created if any.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{MethodRouter, get};
+use axum::routing::get;
 use kubegate_bus::Bus;
 use kubegate_seal::FleetPublicKey;
 
@@ -34,7 +34,7 @@ pub struct AppState {
 
 /// Every route the service serves: (path, methods, handler). The router is built from this list
 /// and the OpenAPI test compares it with `schemas/openapi.yaml`.
-pub fn routes() -> Vec<(&'static str, &'static [&'static str], MethodRouter<AppState>)> {
+pub fn routes() -> kubegate_rest::Routes<AppState> {
     use handlers::*;
     vec![
         ("/api/endpoints", &["GET", "POST"], get(endpoints::list).post(endpoints::create)),
@@ -49,14 +49,11 @@ pub fn routes() -> Vec<(&'static str, &'static [&'static str], MethodRouter<AppS
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new();
-    for (path, _, handler) in routes() {
-        router = router.route(path, handler);
+    kubegate_rest::router(routes(), state)
+}
+
+impl kubegate_rest::TrustedProxies for AppState {
+    fn trusted_proxies(&self) -> &kubegate_config::TrustedProxyArgs {
+        &self.trusted
     }
-    router
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("method not allowed on this route".into())
-        })
-        .with_state(state)
 }

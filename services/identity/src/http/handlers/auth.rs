@@ -118,6 +118,6 @@ pub async fn sign_in(
             Origin { actor: Actor::User { id: user_id, name: username }, correlation_id: correlation },
         )
         .await?;
-    let jwt = executed.token.ok_or_else(|| ApiError::Internal("no session token minted".into()))?;
+    let jwt = executed.outcome.token.ok_or_else(|| ApiError::Internal("no session token minted".into()))?;
     Ok(Json(serde_json::json!({ "jwt": jwt })))
 }

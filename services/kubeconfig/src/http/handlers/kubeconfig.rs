@@ -58,7 +58,8 @@ pub async fn download(
             &correlation,
             state.token_timeout,
         )
-        .await?;
+        .await
+        .map_err(crate::http::error::token_request_failed)?;
     let IssuedToken { token, token_id, expires_at, .. } = issued;
     let token = BearerToken::new(token);
 

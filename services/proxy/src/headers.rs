@@ -201,6 +201,27 @@ pub fn prepare_upstream_headers(
     Ok(out)
 }
 
+/// Why a request's target authority and its `Host` header disagree, if they do: h2
+/// `:authority` (or an HTTP/1.1 absolute-form target) naming one host while `Host` names
+/// another, or several `Host` headers. Such a request is refused (400) rather than routed by
+/// one name and logged or checked by the other.
+pub fn authority_conflict(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("the request has more than one Host header".into());
+    }
+    let (Some(authority), Some(host)) = (uri.authority(), host) else { return None };
+    if host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()) {
+        return None;
+    }
+    Some(format!(
+        "the request names two hosts: {:?} in its target and {:?} in its Host header",
+        authority.as_str(),
+        String::from_utf8_lossy(host.as_bytes())
+    ))
+}
+
 /// Whether the client asks for a protocol upgrade: `Connection` lists `upgrade` and an
 /// `Upgrade` header is present.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {

@@ -180,6 +180,9 @@ async fn serve(
         f.close = upgrade;
         f
     };
+    if let Some(conflict) = headers::authority_conflict(req.uri(), req.headers()) {
+        return Err(Failure { refusal: Refusal::BadRequest(conflict), allowed: false, close: true });
+    }
     match proxy.cache.trust() {
         Trust::Current => {}
         Trust::CatchingUp => {
@@ -284,6 +287,9 @@ async fn serve(
     }
     if let Ok(id) = HeaderValue::from_str(&draft.request_id) {
         headers.insert(REQUEST_ID, id);
+    }
+    if kubegate_telemetry::tracing_enabled() {
+        kubegate_telemetry::propagation::inject_http(&mut headers);
     }
     let uri = upstream
         .uri(&forward_path, query.as_deref())

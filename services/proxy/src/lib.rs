@@ -62,6 +62,19 @@ const KUBERNETES_MARK: &str = "/kubernetes";
 impl Proxy {
     /// Routes one request of the public origin.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> Response<ProxyBody> {
+        use tracing::Instrument;
+        match kubegate_telemetry::propagation::request_span(
+            "proxy",
+            req.method().as_str(),
+            req.uri().path(),
+            req.headers(),
+        ) {
+            Some(span) => self.route(req, info).instrument(span).await,
+            None => self.route(req, info).await,
+        }
+    }
+
+    async fn route(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> Response<ProxyBody> {
         let request_id = uuid::Uuid::now_v7().simple().to_string();
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix("/api/endpoints/")
@@ -73,6 +86,9 @@ impl Proxy {
             let env = rest[..slash].to_string();
             let k8s_path = rest[slash + KUBERNETES_MARK.len()..].to_string();
             return kubernetes::handle(self.clone(), req, info.remote, &env, &k8s_path, request_id).await;
+        }
+        if let Some(conflict) = headers::authority_conflict(req.uri(), req.headers()) {
+            return status::rest_error(StatusCode::BAD_REQUEST, &conflict);
         }
         match passthrough::route(path) {
             Some(target) => self.services.forward(target, req, info.remote, &request_id).await,
@@ -181,6 +197,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                     trust == Trust::Current,
                     format!("{trust:?}; {} environments", proxy.cache.environment_count()),
                 );
+                let away = match proxy.bus.state() {
+                    kubegate_bus::ConnectionState::Disconnected { since } => since.elapsed().as_secs_f64(),
+                    kubegate_bus::ConnectionState::Connected => 0.0,
+                };
+                // How old what the cache knows may be: the time since the bus went away.
+                metrics::gauge!("kubegate_proxy_cache_staleness_seconds").set(away);
                 let stale = match (proxy.limits.max_staleness, proxy.bus.state()) {
                     (Some(max), kubegate_bus::ConnectionState::Disconnected { since }) => {
                         since.elapsed() > max

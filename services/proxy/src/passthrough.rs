@@ -117,7 +117,10 @@ impl Services {
             Ok(u) => u,
             Err(_) => return rest_error(StatusCode::BAD_REQUEST, "invalid request path"),
         };
-        let headers = forward_headers(req.headers(), addr, request_id);
+        let mut headers = forward_headers(req.headers(), addr, request_id);
+        if kubegate_telemetry::tracing_enabled() {
+            kubegate_telemetry::propagation::inject_http(&mut headers);
+        }
         let (parts, body) = req.into_parts();
         let counted = CountingBody::new(body, Default::default());
         let body =

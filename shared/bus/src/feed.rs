@@ -169,6 +169,8 @@ impl FeedTask {
                     let Ok(info) = msg.info() else { continue };
                     let seq = info.stream_sequence;
                     let pending = info.pending;
+                    // How far behind the stream this consumer is: its lag.
+                    metrics::gauge!("kubegate_feed_lag_messages", "stream" => self.stream.clone()).set(pending as f64);
                     if seq < self.next {
                         continue;
                     }

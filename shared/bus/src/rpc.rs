@@ -55,6 +55,11 @@ impl Bus {
             .map_err(|e| RpcError::Transport { subject: subject.to_string(), message: e.to_string() })?;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(CORRELATION_HEADER, correlation_id);
+        if kubegate_telemetry::tracing_enabled() {
+            for (k, v) in kubegate_telemetry::propagation::current_context_pairs() {
+                headers.insert(k.as_str(), v.as_str());
+            }
+        }
         let req = async_nats::Request::new().payload(body.into()).headers(headers).timeout(Some(timeout));
         let msg = self.client().send_request(subject.to_string(), req).await.map_err(|e| match e.kind() {
             async_nats::RequestErrorKind::NoResponders => RpcError::NoResponders(subject.to_string()),
@@ -105,14 +110,32 @@ impl Bus {
                     .and_then(|h| h.get(CORRELATION_HEADER))
                     .map(|v| v.as_str().chars().take(128).collect::<String>())
                     .unwrap_or_default();
-                let reply = match serde_json::from_slice::<Req>(&msg.payload) {
-                    Ok(req) => match handler(req, correlation).await {
-                        Ok(v) => Reply::Ok(v),
-                        Err(f) => Reply::Error(f),
-                    },
-                    Err(e) => {
-                        Reply::Error(RpcFailure { status: 400, message: format!("invalid request: {e}") })
+                // The caller's trace continues here when traces are exported.
+                let span = kubegate_telemetry::tracing_enabled().then(|| {
+                    let span = tracing::info_span!("rpc", otel.name = "nats-request");
+                    let pairs: Vec<(String, String)> = ["traceparent", "tracestate"]
+                        .iter()
+                        .filter_map(|k| {
+                            let v = msg.headers.as_ref()?.get(*k)?;
+                            Some((k.to_string(), v.as_str().to_string()))
+                        })
+                        .collect();
+                    kubegate_telemetry::propagation::adopt_pairs_parent(&span, &pairs);
+                    span
+                });
+                let handled = async {
+                    match serde_json::from_slice::<Req>(&msg.payload) {
+                        Ok(req) => handler(req, correlation).await,
+                        Err(e) => Err(RpcFailure { status: 400, message: format!("invalid request: {e}") }),
                     }
+                };
+                let result = match span {
+                    Some(span) => tracing::Instrument::instrument(handled, span).await,
+                    None => handled.await,
+                };
+                let reply = match result {
+                    Ok(v) => Reply::Ok(v),
+                    Err(f) => Reply::Error(f),
                 };
                 if let Ok(body) = serde_json::to_vec(&reply) {
                     let _ = client.publish(reply_to, body.into()).await;

@@ -24,6 +24,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(routes: Routes<S>, state: S) -> 
         router = router.route(path, handler);
     }
     router
+        .layer(axum::middleware::from_fn(trace_request))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this route".into())
@@ -37,4 +38,21 @@ pub fn operations<S>(routes: &Routes<S>) -> std::collections::BTreeSet<(String, 
         .iter()
         .flat_map(|(path, methods, _)| methods.iter().map(move |m| (path.to_string(), m.to_string())))
         .collect()
+}
+
+/// Runs the request in a span that continues the caller's trace (when traces are exported).
+async fn trace_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    match kubegate_telemetry::propagation::request_span(
+        "rest",
+        req.method().as_str(),
+        req.uri().path(),
+        req.headers(),
+    ) {
+        Some(span) => next.run(req).instrument(span).await,
+        None => next.run(req).await,
+    }
 }

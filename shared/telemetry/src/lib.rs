@@ -8,4 +8,4 @@ mod setup;
 pub mod signals;
 
 pub use admin::{Readiness, admin_router, serve_admin};
-pub use setup::{LogFormat, TelemetryConfig, TelemetryError, TelemetryGuard, init};
+pub use setup::{LogFormat, TelemetryConfig, TelemetryError, TelemetryGuard, init, tracing_enabled};

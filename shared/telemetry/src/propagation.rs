@@ -60,3 +60,24 @@ pub fn adopt_pairs_parent(span: &tracing::Span, pairs: &[(String, String)]) {
     }
     adopt_http_parent(span, &headers);
 }
+
+/// A span for one request, child of the trace context in its headers; `None` when traces are off.
+pub fn request_span(
+    name: &'static str,
+    method: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Option<tracing::Span> {
+    if !crate::tracing_enabled() {
+        return None;
+    }
+    let span = tracing::info_span!("request", otel.name = name, http.method = %method, http.path = %path);
+    adopt_http_parent(&span, headers);
+    Some(span)
+}
+
+/// Adds `span`'s trace context to outgoing headers.
+pub fn inject_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HttpInjector(headers)));
+}

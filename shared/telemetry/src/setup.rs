@@ -2,6 +2,15 @@
 //! exporter. Safe to call more than once per process (tests run several services in one).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether traces are exported (and so worth creating spans and carrying context for). Off, the
+/// hot paths skip all of it.
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
@@ -93,6 +102,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         }
         None => None,
     };
+    TRACING.store(provider.is_some(), Ordering::Relaxed);
     let otel_layer = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer().with_tracer(p.tracer(format!("kubegate-{}", config.service)))
     });

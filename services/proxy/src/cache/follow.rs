@@ -65,7 +65,7 @@ pub async fn run(cache: Arc<Cache>, bus: Bus, shutdown: CancellationToken) {
                 }
                 cache.set_untrusted(stuck);
                 cache.prune_revocations(chrono::Utc::now().timestamp());
-                metrics::gauge!("kubegate_proxy_cache_staleness_seconds").set(cache.since_contact().as_secs_f64());
+                metrics::gauge!("kubegate_proxy_cache_quiet_seconds").set(cache.since_contact().as_secs_f64());
                 metrics::gauge!("kubegate_proxy_cache_ready").set(if cache.trust() == super::Trust::Current { 1.0 } else { 0.0 });
             }
         }

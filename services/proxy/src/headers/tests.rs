@@ -471,3 +471,24 @@ fn response_hop_by_hop_headers_are_stripped_except_on_101() {
     strip_response_hop_by_hop(StatusCode::FORBIDDEN, &mut forbidden);
     assert!(forbidden.is_empty(), "a failed upgrade must not look like one");
 }
+
+#[test]
+fn target_and_host_must_name_the_same_authority() {
+    let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+    let hosts = |values: &[&str]| {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(http::header::HOST, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    };
+    // h2 :authority (or absolute-form) and Host agree, or only one of them is there.
+    assert_eq!(authority_conflict(&uri("https://kg.example:9443/api"), &hosts(&["kg.example:9443"])), None);
+    assert_eq!(authority_conflict(&uri("https://KG.example:9443/api"), &hosts(&["kg.EXAMPLE:9443"])), None);
+    assert_eq!(authority_conflict(&uri("https://kg.example:9443/api"), &hosts(&[])), None);
+    assert_eq!(authority_conflict(&uri("/api"), &hosts(&["anything"])), None);
+    // They disagree, or Host is repeated: refused.
+    assert!(authority_conflict(&uri("https://kg.example:9443/api"), &hosts(&["evil.example"])).is_some());
+    assert!(authority_conflict(&uri("https://kg.example:9443/api"), &hosts(&["kg.example"])).is_some());
+    assert!(authority_conflict(&uri("/api"), &hosts(&["a", "b"])).is_some());
+}

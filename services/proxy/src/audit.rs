@@ -200,6 +200,27 @@ impl Publisher {
                 self.status.nats_failing.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, "audit records go to the spool until NATS is back");
                 self.spool_records(&records[e.published..]);
+                self.recreate_stream_if_gone().await;
+            }
+        }
+    }
+
+    /// Connected, yet publishing failed: the stream may have been deleted under us. Recreate it
+    /// (with the definition this replica ensured at start) so the spool can drain into it;
+    /// otherwise every record would wait in the spool forever.
+    async fn recreate_stream_if_gone(&self) {
+        if !self.bus.is_connected() {
+            return;
+        }
+        let stream = AuditEvent::STREAM;
+        if matches!(self.bus.jetstream().get_stream(stream).await, Err(e) if e.to_string().contains("not found"))
+        {
+            match self.bus.ensure_known_stream(stream).await {
+                Ok(true) => tracing::warn!(stream, "the audit stream was gone; recreated it"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(stream, error = %e, "the audit stream is gone and cannot be recreated yet")
+                }
             }
         }
     }
@@ -251,6 +272,7 @@ impl Publisher {
                 Ok(()) => done += chunk.len(),
                 Err(e) => {
                     done += e.published;
+                    self.recreate_stream_if_gone().await;
                     break;
                 }
             }

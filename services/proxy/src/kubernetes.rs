@@ -15,7 +15,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use kubegate_events::Actor;
-use kubegate_events::access::Grant;
 use kubegate_events::audit::{
     AuditEvent, AuditSubject, AuditTarget, Decision as AuditDecision, RequestAudited,
 };
@@ -231,6 +230,10 @@ async fn serve(
     })?;
     let grant = proxy.cache.grant(&who.user, who.user_id, &env);
     draft.subject.role = grant.as_ref().map(|g| g.role);
+    // Who the request runs (or would have run) as upstream: named in the record of a denial too.
+    let groups = grant.as_ref().map(|g| authz::groups_for(g.role, &proxy.cache.team_names(&who.user)));
+    draft.subject.impersonated_user = Some(format!("{}{}", headers::USER_PREFIX, who.user.username));
+    draft.subject.impersonated_groups = groups.clone().unwrap_or_default();
     let query = req.uri().query().map(str::to_string);
     let classified = request_info::classify(req.method(), k8s_path, query.as_deref()).map_err(|e| {
         close_on_failure(
@@ -248,7 +251,9 @@ async fn serve(
         Decision::AllowNamespacesFiltered { namespaces } => Some(namespaces.to_vec()),
         Decision::Deny { reason } => return Err(close_on_failure(Refusal::Forbidden(reason.clone()).into())),
     };
-    let grant: Grant = grant.ok_or_else(|| close_on_failure(Refusal::Forbidden("no grant".into()).into()))?;
+    if grant.is_none() {
+        return Err(close_on_failure(Refusal::Forbidden("no grant".into()).into()));
+    }
     let resource = classified.info.as_resource();
     let verb = resource.map(|r| r.verb);
     let is_watch = verb == Some(Verb::Watch);
@@ -261,7 +266,7 @@ async fn serve(
     let forward_path = classified.forward_path.to_string();
 
     // Who the request runs as upstream.
-    let groups = authz::groups_for(grant.role, &proxy.cache.team_names(&who.user));
+    let groups = groups.unwrap_or_default();
     let identity = ImpersonationHeaders::new(&Impersonation {
         username: &who.user.username,
         uid: None,
@@ -273,8 +278,6 @@ async fn serve(
             Refusal::Forbidden(format!("your identity cannot be sent to Kubernetes: {e}")).into(),
         )
     })?;
-    draft.subject.impersonated_user = identity.user().to_str().ok().map(str::to_string);
-    draft.subject.impersonated_groups = groups.clone();
 
     let upstream = env
         .upstream(&proxy.cache.fleet)
@@ -328,15 +331,25 @@ async fn serve(
         CountingBody::new(body, draft.bytes_in.clone()),
         proxy.limits.max_body_bytes as usize,
     );
+    // A request body that breaks on the way in (bad chunk framing, over the size limit) is the
+    // client's fault: it gets a 400 and its connection is closed, not a 502.
+    let body_error: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let body_failed = body_error.clone();
+    let limited = limited.map_err(move |e| -> BoxError {
+        let _ = body_failed.set(e.to_string());
+        e
+    });
     let mut upstream_req =
         Request::builder().method(req_parts.method).uri(uri).version(http::Version::HTTP_11);
     if let Some(h) = upstream_req.headers_mut() {
         *h = headers;
     }
     let upstream_req = upstream_req
-        .body(limited.map_err(|e| -> BoxError { e }).boxed())
+        .body(limited.boxed())
         .map_err(|e| failed_after_decision(Refusal::BadRequest(e.to_string())))?;
-    let sent = upstream.client.request(upstream_req);
+    // Long-lived streams go on connections of their own (see `Upstream::stream_client`).
+    let lease = is_stream.then(|| upstream.stream_client());
+    let sent = lease.as_ref().map_or(&upstream.client, |(c, _)| c).request(upstream_req);
     let response = if is_stream {
         sent.await
     } else {
@@ -350,7 +363,14 @@ async fn serve(
             }
         }
     };
-    let response = response.map_err(|e| failed_after_decision(upstream_error(&env, &e)))?;
+    let response = response.map_err(|e| match body_error.get() {
+        Some(reason) => Failure {
+            refusal: Refusal::BadRequest(format!("the request body could not be read: {reason}")),
+            allowed: true,
+            close: true,
+        },
+        None => failed_after_decision(upstream_error(&env, &e)),
+    })?;
     let (mut parts, body) = response.into_parts();
     headers::strip_response_hop_by_hop(parts.status, &mut parts.headers);
     let status = parts.status.as_u16();
@@ -401,6 +421,7 @@ async fn serve(
     let cache = proxy.cache.clone();
     let body = body.on_done(move |bytes_out, ending| {
         drop(end_watch);
+        drop(lease);
         if let Some(id) = session_id {
             cache.sessions.close(id);
         }

@@ -140,6 +140,10 @@ impl Services {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 crate::headers::strip_response_hop_by_hop(parts.status, &mut parts.headers);
+                // The correlation id of every event this call caused (`kubegate audit --correlation`).
+                if let Ok(v) = HeaderValue::from_str(request_id) {
+                    parts.headers.insert(HeaderName::from_static("x-kubegate-request-id"), v);
+                }
                 Response::from_parts(parts, ProxyBody::stream(body))
             }
             Ok(Err(e)) => {

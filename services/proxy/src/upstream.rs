@@ -1,9 +1,11 @@
 //! Connections to an environment's API server: TLS verified against the environment's CA (or
 //! not at all, only when the operator asked for it), kubegate's credential (bearer token or
 //! client certificate), pooled connections — h2 when the server offers it for ordinary requests,
-//! HTTP/1.1 for upgrades.
+//! HTTP/1.1 for upgrades, and separate connections for long-lived streams (watches, followed
+//! logs) so they never exhaust the concurrent-stream limit of the connection ordinary requests use.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +35,8 @@ pub struct Upstream {
     pub client: HttpClient,
     /// Upgrades (exec, attach, port-forward): HTTP/1.1 only.
     pub upgrade_client: HttpClient,
+    /// Watches and followed logs.
+    streams: StreamClients,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -101,9 +105,16 @@ impl Upstream {
             let _ = alpn;
             Ok(config)
         };
-        let client = build_client(tls(&[b"h2", b"http/1.1"])?, true);
-        let upgrade_client = build_client(tls(&[b"http/1.1"])?, false);
-        Ok(Upstream { base, authorization, client, upgrade_client })
+        let both = tls(&[b"h2", b"http/1.1"])?;
+        let client = build_client(both.clone(), true);
+        let upgrade_client = build(tls(&[b"http/1.1"])?, false, 0);
+        let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
+        Ok(Upstream { base, authorization, client, upgrade_client, streams })
+    }
+
+    /// A client for one long-lived stream, and the lease that holds its place until dropped.
+    pub fn stream_client(&self) -> (HttpClient, StreamLease) {
+        self.streams.lease()
     }
 
     /// The upstream URI for an already classified path and the original query.
@@ -120,7 +131,61 @@ impl Upstream {
     }
 }
 
+/// Long-lived streams per upstream connection. An API server limits the concurrent streams of
+/// one h2 connection (kube-apiserver: 1000 by default, Go's own default 250) and a stream over
+/// the limit waits, unanswered, until another ends; watches end only after minutes. Each client
+/// here has its own connection pool, so each holds its own connection.
+const STREAMS_PER_CONNECTION: usize = 100;
+
+struct StreamClients {
+    tls: ClientConfig,
+    clients: Mutex<Vec<Arc<StreamClient>>>,
+}
+
+struct StreamClient {
+    client: HttpClient,
+    open: AtomicUsize,
+}
+
+/// A place on one of the stream connections, given back when dropped.
+pub struct StreamLease(Arc<StreamClient>);
+
+impl Drop for StreamLease {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl StreamClients {
+    fn lease(&self) -> (HttpClient, StreamLease) {
+        // A poisoned lock only means another request panicked while choosing; the list is
+        // still a valid list of clients.
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let chosen = match clients.iter().find(|c| c.open.load(Ordering::Acquire) < STREAMS_PER_CONNECTION) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(StreamClient {
+                    client: build_client(self.tls.clone(), true),
+                    open: AtomicUsize::new(0),
+                });
+                clients.push(c.clone());
+                c
+            }
+        };
+        chosen.open.fetch_add(1, Ordering::AcqRel);
+        drop(clients);
+        (chosen.client.clone(), StreamLease(chosen))
+    }
+}
+
 pub(crate) fn build_client(tls: ClientConfig, h2: bool) -> HttpClient {
+    build(tls, h2, 256)
+}
+
+/// `max_idle` 0 is the upgrade client's: a connection is never reused, so one that answered an
+/// upgrade with anything but 101 is closed with the client's (CVE-2018-1002105: both
+/// connections end), and a tunnel never shares its connection.
+fn build(tls: ClientConfig, h2: bool, max_idle: usize) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -136,7 +201,7 @@ pub(crate) fn build_client(tls: ClientConfig, h2: bool) -> HttpClient {
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(max_idle)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(Duration::from_secs(10));
     client.build(connector)

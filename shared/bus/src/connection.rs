@@ -36,6 +36,9 @@ pub struct Bus {
     client: async_nats::Client,
     js: jetstream::Context,
     state: watch::Receiver<ConnectionState>,
+    /// The streams this process keeps (asked for with `ensure_stream`), by name: a producer
+    /// whose stream disappears under it can recreate it (`ensure_known_stream`).
+    known: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, StreamDef>>>,
 }
 
 impl Bus {
@@ -106,7 +109,7 @@ impl Bus {
             .timeout(Duration::from_secs(2))
             .max_ack_inflight(4096)
             .build(client.clone());
-        Ok(Bus { client, js, state: rx })
+        Ok(Bus { client, js, state: rx, known: Default::default() })
     }
 
     pub fn client(&self) -> &async_nats::Client {
@@ -140,6 +143,9 @@ impl Bus {
 
     /// Creates the stream, or brings its limits in line with `def`.
     pub async fn ensure_stream(&self, def: &StreamDef) -> Result<(), BusError> {
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(def.name.clone(), def.clone());
+        }
         let err = |message: String| BusError::Stream { stream: def.name.clone(), message };
         match self.js.get_stream(&def.name).await {
             Ok(mut stream) => {
@@ -178,6 +184,16 @@ impl Bus {
                 }
             }
         });
+    }
+
+    /// Ensures stream `name` again with the definition this process ensured it with before
+    /// (false when it never did): after the stream was deleted under a running producer.
+    pub async fn ensure_known_stream(&self, name: &str) -> Result<bool, BusError> {
+        let def = self.known.lock().ok().and_then(|known| known.get(name).cloned());
+        match def {
+            Some(def) => self.ensure_stream(&def).await.map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The stream's last sequence (0 when empty).

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod rpc;
+pub mod summary;
 
 use std::sync::Arc;
 
@@ -69,14 +70,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let master = MasterKey::parse(config.master_key.expose())
         .map_err(|e| Error::Config(format!("KUBEGATE_MASTER_KEY: {e}")))?;
     let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
+    // `GET /state` on the admin listener: the summary `kubegate replay verify` compares.
+    let state_of: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let admin =
+        axum::Router::new().route("/state", axum::routing::get(state_summary)).with_state(state_of.clone());
     let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
-        kubegate_config::begin("identity", &config.telemetry, config.listen, &shutdown).await?;
+        kubegate_config::begin_with_admin("identity", &config.telemetry, config.listen, &shutdown, admin)
+            .await?;
     readiness.set("event-store", false, "connecting");
 
     let store =
         EventStore::connect(&config.database_url, 8, config.database_wait).await.map_err(Error::failed)?;
     let engine = engine::start(store.clone(), master.clone()).await.map_err(Error::failed)?;
     bootstrap(&engine, &master, config.admin_password.as_ref().map(|s| s.expose())).await?;
+    let _ = state_of.set(engine.clone());
 
     let bus =
         Bus::connect(&config.nats.to_config("kubegate-identity").with_service_inbox("identity")).await?;
@@ -114,4 +121,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     bus.flush().await;
     tasks.shutdown().await;
     Ok(())
+}
+
+/// `GET /state`: the summary of identity's read model (503 until the log is replayed).
+async fn state_summary(
+    axum::extract::State(engine): axum::extract::State<Arc<std::sync::OnceLock<Engine>>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let unavailable = |m: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, m).into_response();
+    let Some(engine) = engine.get() else { return unavailable("the log is being replayed".into()) };
+    match engine.read(|m| summary::summary(&m.state)).await {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(e) => unavailable(e.to_string()),
+    }
 }

@@ -9,6 +9,8 @@ pub mod engine;
 pub mod http;
 pub mod kubeconfig_file;
 pub mod projection;
+pub mod summary;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -43,8 +45,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .map_err(|e| Error::Config(format!("KUBEGATE_FLEET_PUBLIC_KEY: {e}")))?;
     let endpoint = public_endpoint(&config)?;
     let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
+    // `GET /state` on the admin listener: the summary `kubegate replay verify` compares.
+    let state_of: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let admin =
+        axum::Router::new().route("/state", axum::routing::get(state_summary)).with_state(state_of.clone());
     let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
-        kubegate_config::begin("kubeconfig", &config.telemetry, config.listen, &shutdown).await?;
+        kubegate_config::begin_with_admin("kubeconfig", &config.telemetry, config.listen, &shutdown, admin)
+            .await?;
     readiness.set("event-store", false, "connecting");
 
     let store =
@@ -54,6 +61,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
     bus.ensure_stream_in_background(StreamDef::environments(), shutdown.clone());
     let engine = Engine::start(store.clone(), bus.clone(), readiness.clone()).await.map_err(Error::failed)?;
+    let _ = state_of.set(engine.clone());
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(relay_stop.clone());
 
@@ -79,4 +87,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     bus.flush().await;
     tasks.shutdown().await;
     Ok(())
+}
+
+/// `GET /state`: the summary of the service's read models (503 until the log is replayed).
+async fn state_summary(
+    axum::extract::State(engine): axum::extract::State<Arc<std::sync::OnceLock<Engine>>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let unavailable = |m: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, m).into_response();
+    let Some(engine) = engine.get() else { return unavailable("the log is being replayed".into()) };
+    match engine.read(|m| summary::summary(&m.environments, &m.identity.state)).await {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(e) => unavailable(e.to_string()),
+    }
 }

@@ -131,8 +131,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         }
     }
     let replica = config.replica_id.clone().unwrap_or_else(default_replica_id);
+    // `GET /state` on the admin listener: the cache's summary, what `kubegate replay verify`
+    // compares with the logs.
+    let state_of: Arc<std::sync::OnceLock<Arc<Cache>>> = Arc::default();
+    let admin =
+        axum::Router::new().route("/state", axum::routing::get(state_summary)).with_state(state_of.clone());
     let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
-        kubegate_config::begin("proxy", &config.telemetry, config.listen, &shutdown).await?;
+        kubegate_config::begin_with_admin("proxy", &config.telemetry, config.listen, &shutdown, admin)
+            .await?;
     readiness.set("cache", false, "replaying the event streams");
 
     let bus = Bus::connect(
@@ -140,6 +146,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     )
     .await?;
     let cache = Arc::new(Cache::new(fleet));
+    let _ = state_of.set(cache.clone());
     let follow_stop = CancellationToken::new();
     tokio::spawn(cache::follow::run(cache.clone(), bus.clone(), follow_stop.clone()));
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
@@ -249,6 +256,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     bus.flush().await;
     tasks.shutdown().await;
     Ok(())
+}
+
+/// `GET /state`: the summary of this replica's cache.
+async fn state_summary(
+    axum::extract::State(cache): axum::extract::State<Arc<std::sync::OnceLock<Arc<Cache>>>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match cache.get() {
+        Some(cache) => axum::Json(cache.summary()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
+    }
 }
 
 fn default_replica_id() -> String {

@@ -305,6 +305,18 @@ pub async fn begin(
     listen: SocketAddr,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Basics, StartError> {
+    begin_with_admin(service, telemetry, listen, shutdown, axum::Router::new()).await
+}
+
+/// [`begin`], with `extra` routes on the admin listener (e.g. `/state`, what `kubegate replay
+/// verify` compares with the logs).
+pub async fn begin_with_admin(
+    service: &str,
+    telemetry: &TelemetryArgs,
+    listen: SocketAddr,
+    shutdown: &tokio_util::sync::CancellationToken,
+    extra: axum::Router,
+) -> Result<Basics, StartError> {
     let guard = kubegate_telemetry::init(&telemetry.to_config(service))?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
@@ -314,7 +326,8 @@ pub async fn begin(
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = telemetry.admin_listen {
         let admin = bind(addr).await?;
-        let router = kubegate_telemetry::admin_router(readiness.clone(), guard.prometheus.clone());
+        let router =
+            kubegate_telemetry::admin_router(readiness.clone(), guard.prometheus.clone()).merge(extra);
         tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
     }
     Ok(Basics { telemetry: guard, readiness, listener, tasks })

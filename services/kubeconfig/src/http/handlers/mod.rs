@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod access;
+pub mod audit;
 pub mod endpoints;
 pub mod kubeconfig;
 

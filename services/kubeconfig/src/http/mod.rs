@@ -45,11 +45,13 @@ pub fn routes() -> kubegate_rest::Routes<AppState> {
         ),
         ("/api/endpoints/{id}/access", &["GET", "PUT"], get(access::get_policy).put(access::put_policy)),
         ("/api/kubernetes/config", &["GET"], get(kubeconfig::download)),
+        ("/api/audit", &["GET"], get(audit::list)),
     ]
 }
 
+/// The REST routes, and the web page (`crate::web`) for everything outside `/api`.
 pub fn router(state: AppState) -> Router {
-    kubegate_rest::router(routes(), state)
+    crate::web::install(kubegate_rest::router(routes(), state))
 }
 
 impl kubegate_rest::TrustedProxies for AppState {

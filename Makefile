@@ -4,13 +4,16 @@ PROFILE ?= release
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help deps build up down status test bench fmt lint
+FUZZ_SECONDS ?= 60
+
+.PHONY: help deps build up down status test fuzz bench fmt lint
 
 help:
 	@echo "make up      build and start the whole stack on https://127.0.0.1:9443"
 	@echo "make down    stop what make up started"
 	@echo "make status  show what is running"
-	@echo "make test    run every test (needs PostgreSQL and NATS; make deps sets them up)"
+	@echo "make test    run every test (needs PostgreSQL and NATS; make deps sets them up), then make fuzz"
+	@echo "make fuzz    run each fuzz target for FUZZ_SECONDS (default 60) on its seed corpus"
 	@echo "make bench   run the benchmarks and write bench/report.md"
 	@echo "make fmt     format the code;  make lint  clippy with warnings as errors"
 
@@ -29,14 +32,26 @@ down:
 status:
 	@bash deploy/local/status.sh
 
-# Binaries first: end-to-end tests start the services as processes.
+# Binaries first: end-to-end tests start the services as processes. The fuzz targets build
+# meanwhile at the lowest priority (the end-to-end tests mostly wait), then each is run for
+# FUZZ_SECONDS; a crash fails the run.
 test: deps
 	$(CARGO) build --locked --workspace --bins
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --locked --workspace --no-fail-fast --test-threads $${KUBEGATE_TEST_THREADS:-4}; \
+	@mkdir -p "$(CARGO_TARGET_DIR)"; \
+	FUZZ_BUILD_ONLY=1 nice -n 19 bash tests/fuzz/run.sh >"$(CARGO_TARGET_DIR)/fuzz-build.log" 2>&1 & fuzz_build=$$!; \
+	status=0; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --locked --workspace --no-fail-fast --test-threads $${KUBEGATE_TEST_THREADS:-4} || status=$$?; \
 	else \
-		$(CARGO) test --locked --workspace --no-fail-fast -- --test-threads $${KUBEGATE_TEST_THREADS:-4}; \
-	fi
+		$(CARGO) test --locked --workspace --no-fail-fast -- --test-threads $${KUBEGATE_TEST_THREADS:-4} || status=$$?; \
+	fi; \
+	if ! wait $$fuzz_build; then echo "fuzz targets do not build:"; tail -n 40 "$(CARGO_TARGET_DIR)/fuzz-build.log"; exit 1; fi; \
+	[ $$status -eq 0 ] || exit $$status; \
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+# libFuzzer via cargo fuzz (installed by make deps); fails when a target finds a crash.
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 bench: deps
 	@bash deploy/local/bench.sh

@@ -25,6 +25,9 @@ declare -A NEED=(
   [wrk]=wrk
   [h2load]=nghttp2-client
   [nginx]=nginx
+  # The web page's browser tests (headless).
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -48,6 +51,14 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if ! ls /usr/bin/kubectl* /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
   say "note: kubectl is not installed; the walk-through and the kubectl tests need it (Debian package kubectl)"
+fi
+
+# cargo-fuzz for make fuzz (and make test): from crates.io into a cache directory, once.
+FUZZ_ROOT="${KUBEGATE_CARGO_BIN:-$HOME/.cache/kubegate/cargo-bin}"
+if [ ! -x "$FUZZ_ROOT/bin/cargo-fuzz" ]; then
+  say "installing cargo-fuzz into $FUZZ_ROOT (once)"
+  cargo install --locked --quiet --root "$FUZZ_ROOT" cargo-fuzz --version 0.13.2 \
+    || fail "cargo install cargo-fuzz failed (needs crates.io); make fuzz and make test need it"
 fi
 
 # PostgreSQL on 127.0.0.1:5432

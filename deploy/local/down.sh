@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/lib.sh
 [ -d "$PID_DIR" ] || { echo "kubegate: nothing is running"; exit 0; }
-for name in haproxy proxy-2 proxy-1 kubeconfig identity kube-sim; do
+for name in haproxy proxy-2 proxy-1 kubeconfig identity kube-sim nats; do
   pidfile="$PID_DIR/$name.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")

@@ -17,6 +17,10 @@ PROXY1_ADMIN=9543
 PROXY2_ADMIN=9544
 KUBESIM_PORT=6443
 KUBESIM_ADMIN=9545
+# The stack's own nats-server (one user per service, the deployed permissions); not the
+# machine's NATS on 4222.
+NATS_PORT="${KUBEGATE_LOCAL_NATS_PORT:-4223}"
+NATS_DIR="$KG_DIR/nats"
 
 running() {
   local pidfile="$PID_DIR/$1.pid"

@@ -11,6 +11,7 @@ row() {
   fi
   printf '  %-11s %s\n' "$name" "$state"
 }
+row nats ""
 row kube-sim ""
 row identity "$IDENTITY_ADMIN"
 row kubeconfig "$KUBECONFIG_ADMIN"

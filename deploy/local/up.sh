@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local stack in the background: the demo Kubernetes API (when no real cluster is
+# Starts the local stack in the background: its own nats-server (JetStream, one user per
+# service with the deployed permissions, on 4223), the demo Kubernetes API (when no real cluster is
 # configured), identity, kubeconfig, two proxy replicas and HAProxy in front of them on
 # https://127.0.0.1:9443. Logs and pid files go under .kubegate/. Running it again starts only
 # what is not running.
@@ -37,12 +38,53 @@ start() { # start <name> <admin port> <env assignments...> -- <command...>
 }
 
 COMMON=(
-  KUBEGATE_NATS_URL="${KUBEGATE_NATS_URL:-nats://127.0.0.1:4222}"
+  KUBEGATE_NATS_URL="nats://127.0.0.1:$NATS_PORT"
   KUBEGATE_TLS_CERT="$KG_DIR/server.pem"
   KUBEGATE_TLS_KEY="$KG_DIR/server-key.pem"
 )
 
 echo "kubegate: starting the local stack"
+# NATS of its own with JetStream and the permission layout of the Kubernetes deployment: the
+# same auth.conf, one user per service, passwords generated once under .kubegate/nats/.
+mkdir -p "$NATS_DIR/store"
+for svc in identity kubeconfig proxy audit; do
+  if [ ! -s "$NATS_DIR/$svc.password" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$NATS_DIR/$svc.password")
+  fi
+done
+nats_password() { cat "$NATS_DIR/$1.password"; }
+nats_env() { # nats_env <service>: the service's bus credentials
+  echo "KUBEGATE_NATS_USER=kubegate-$1"
+  echo "KUBEGATE_NATS_PASSWORD=$(nats_password "$1")"
+}
+if running nats; then
+  echo "  nats already running (pid $(cat "$PID_DIR/nats.pid"))"
+else
+  if [ ! -d "$NATS_DIR/store/jetstream" ]; then
+    # A new, empty bus: the event logs in PostgreSQL (from an earlier make up) are the truth;
+    # queue every event for publishing again, so the outboxes rebuild the streams from them
+    # (same event ids, in order) when the services start.
+    for url in "${KUBEGATE_IDENTITY_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kubegate_identity}" \
+               "${KUBEGATE_KUBECONFIG_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kubegate_kubeconfig}"; do
+      psql "$url" -Atqc "INSERT INTO kubegate_outbox (position) SELECT position FROM kubegate_events ON CONFLICT DO NOTHING" \
+        >/dev/null 2>&1 || true
+    done
+  fi
+  cp deploy/kubernetes/base/nats/auth.conf "$NATS_DIR/auth.conf"
+  sed -e "s/@PORT@/$NATS_PORT/g" -e "s/@MAX_FILE_STORE@/1GB/g" -e "s/@TLS@//g" \
+    deploy/local/nats.conf.in >"$NATS_DIR/nats.conf"
+  NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+  NATS_IDENTITY_PASSWORD=$(nats_password identity) NATS_KUBECONFIG_PASSWORD=$(nats_password kubeconfig) \
+    NATS_PROXY_PASSWORD=$(nats_password proxy) NATS_AUDIT_PASSWORD=$(nats_password audit) \
+    nohup "$NATS_BIN" -c "$NATS_DIR/nats.conf" -js -sd "$NATS_DIR/store" >>"$LOG_DIR/nats.log" 2>&1 &
+  echo $! >"$PID_DIR/nats.pid"
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
+    running nats || { echo "kubegate: nats-server stopped; see $LOG_DIR/nats.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "  nats on 127.0.0.1:$NATS_PORT (one user per service)"
+fi
 # The demo environment: the stand-in API server on 6443 (skipped when KUBEGATE_NO_DEMO is set).
 if [ -z "${KUBEGATE_NO_DEMO:-}" ] && [ -x "$TARGET/kube-sim" ]; then
   if running kube-sim; then
@@ -60,12 +102,12 @@ if [ -z "${KUBEGATE_NO_DEMO:-}" ] && [ -x "$TARGET/kube-sim" ]; then
     echo "  kube-sim (demo environment) on https://127.0.0.1:$KUBESIM_PORT"
   fi
 fi
-start identity "$IDENTITY_ADMIN" "${COMMON[@]}" \
+start identity "$IDENTITY_ADMIN" "${COMMON[@]}" $(nats_env identity) \
   KUBEGATE_IDENTITY_LISTEN="127.0.0.1:$IDENTITY_PORT" \
   KUBEGATE_MASTER_KEY="$MASTER_KEY" KUBEGATE_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   -- "$(bin kubegate-identity)"
 if [ -x "$TARGET/kubegate-kubeconfig" ]; then
-  start kubeconfig "$KUBECONFIG_ADMIN" "${COMMON[@]}" \
+  start kubeconfig "$KUBECONFIG_ADMIN" "${COMMON[@]}" $(nats_env kubeconfig) \
     KUBEGATE_KUBECONFIG_LISTEN="127.0.0.1:$KUBECONFIG_PORT" \
     KUBEGATE_FLEET_PUBLIC_KEY="$FLEET_PUBLIC" \
     KUBEGATE_PUBLIC_URL="https://127.0.0.1:$PUBLIC_PORT" KUBEGATE_PUBLIC_CA_FILE="$KG_DIR/ca.pem" \
@@ -74,7 +116,7 @@ fi
 if [ -x "$TARGET/kubegate-proxy" ]; then
   for i in 1 2; do
     port_var="PROXY${i}_PORT"; admin_var="PROXY${i}_ADMIN"
-    start "proxy-$i" "${!admin_var}" "${COMMON[@]}" \
+    start "proxy-$i" "${!admin_var}" "${COMMON[@]}" $(nats_env proxy) \
       KUBEGATE_PROXY_LISTEN="127.0.0.1:${!port_var}" KUBEGATE_FLEET_KEY="$FLEET_KEY" \
       KUBEGATE_IDENTITY_URL="https://127.0.0.1:$IDENTITY_PORT" \
       KUBEGATE_KUBECONFIG_URL="https://127.0.0.1:$KUBECONFIG_PORT" \
@@ -114,6 +156,10 @@ Sign in and download a kubeconfig:
   curl -sS --cacert $KG_DIR/ca.pem -H "Authorization: Bearer \$TOKEN" -H 'Accept: text/yaml' \\
       $ENTRY/api/kubernetes/config -o admin-kubeconfig.yaml
   kubectl --kubeconfig admin-kubeconfig.yaml get pods -A
+
+The audit timeline reads the bus as its own user:
+  KUBEGATE_NATS_URL=nats://127.0.0.1:$NATS_PORT KUBEGATE_NATS_USER=kubegate-audit \\
+      KUBEGATE_NATS_PASSWORD=\$(cat $NATS_DIR/audit.password) kubegate audit --since 1h
 
 Logs: $LOG_DIR   Stop: make down
 INFO

@@ -411,9 +411,12 @@ async fn the_bus_rules_hold_on_a_real_server() {
     };
     assert_eq!(answer["token"], "t");
 
-    // Readers: kubeconfig reads identity; the proxy reads identity and environments; audit all three.
+    // Readers: kubeconfig reads all three (identity for its view, all for the audit page); the
+    // proxy reads identity and environments; audit all three.
     let allowed_reads = [
         ("kubeconfig", &kubeconfig, "KUBEGATE_IDENTITY", "kubegate.identity.>"),
+        ("kubeconfig", &kubeconfig, "KUBEGATE_ENVIRONMENTS", "kubegate.environments.>"),
+        ("kubeconfig", &kubeconfig, "KUBEGATE_AUDIT", "kubegate.audit.>"),
         ("proxy", &proxy, "KUBEGATE_IDENTITY", "kubegate.identity.>"),
         ("proxy", &proxy, "KUBEGATE_ENVIRONMENTS", "kubegate.environments.>"),
         ("audit", &audit, "KUBEGATE_IDENTITY", "kubegate.identity.>"),
@@ -430,7 +433,6 @@ async fn the_bus_rules_hold_on_a_real_server() {
     let denied_reads = [
         ("identity", &identity, "KUBEGATE_ENVIRONMENTS", "kubegate.environments.>"),
         ("identity", &identity, "KUBEGATE_AUDIT", "kubegate.audit.>"),
-        ("kubeconfig", &kubeconfig, "KUBEGATE_AUDIT", "kubegate.audit.>"),
     ];
     let results =
         futures::future::join_all(denied_reads.iter().map(|(_, bus, s, f)| reads(bus, s, f, 1))).await;

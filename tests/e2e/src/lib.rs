@@ -4,6 +4,9 @@
 //! OS hands out, and is stopped when the stack is dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod hostile;
+pub mod wire;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -30,17 +33,127 @@ pub struct Options {
     /// Put HAProxy in front of the proxies (the public origin); otherwise the first proxy is it.
     pub load_balancer: bool,
     pub proxy_env: Vec<(String, String)>,
+    pub identity_env: Vec<(String, String)>,
+    /// NATS as deployed: one user per service with the permissions of
+    /// `deploy/kubernetes/base/nats/auth.conf`, rendered through `deploy/local/nats.conf.in`.
+    pub nats_users: bool,
+    /// NATS clients must use TLS (the stack's dev CA); with `nats_users`.
+    pub nats_tls: bool,
+    /// JetStream's `max_file_store` (with `nats_users` or alone), e.g. `"1MB"`.
+    pub nats_max_file_store: Option<String>,
+    /// identity's database on another PostgreSQL server (`host=… port=… user=…`).
+    pub identity_pg: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { proxies: 2, environments: 2, load_balancer: true, proxy_env: Vec::new() }
+        Options {
+            proxies: 2,
+            environments: 2,
+            load_balancer: true,
+            proxy_env: Vec::new(),
+            identity_env: Vec::new(),
+            nats_users: false,
+            nats_tls: false,
+            nats_max_file_store: None,
+            identity_pg: None,
+        }
     }
+}
+
+/// The bus users of the deployed permission layout, and the services that connect as them.
+pub const NATS_USERS: [(&str, &str); 4] = [
+    ("kubegate-identity", "NATS_IDENTITY_PASSWORD"),
+    ("kubegate-kubeconfig", "NATS_KUBECONFIG_PASSWORD"),
+    ("kubegate-proxy", "NATS_PROXY_PASSWORD"),
+    ("kubegate-audit", "NATS_AUDIT_PASSWORD"),
+];
+
+/// How the stack's NATS is reached: URL, users' passwords, CA.
+#[derive(Debug, Clone)]
+pub struct NatsAccess {
+    pub url: String,
+    pub passwords: std::collections::BTreeMap<String, String>,
+    pub ca: Option<PathBuf>,
+}
+
+impl NatsAccess {
+    /// The bus configuration of `user` (e.g. `kubegate-proxy`), with that service's inbox.
+    pub fn config(&self, user: Option<&str>, name: &str) -> NatsConfig {
+        let mut config = NatsConfig::new(self.url.clone(), name);
+        config.tls_ca = self.ca.clone();
+        if let Some(user) = user {
+            config.user = Some(user.to_string());
+            config.password = self.passwords.get(user).cloned();
+            config = config.with_service_inbox(user.trim_start_matches("kubegate-"));
+        }
+        config
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts the stack's nats-server: plain, or rendered from `deploy/local/nats.conf.in` with the
+/// deployed `auth.conf` (one user per service), TLS and a store limit as asked.
+fn start_nats(options: &Options, dir: &Path, pki: &kubegate_tls::DevPki) -> (NatsServer, NatsAccess) {
+    if !options.nats_users && options.nats_max_file_store.is_none() {
+        let nats = NatsServer::start_new();
+        let access = NatsAccess { url: nats.url(), passwords: Default::default(), ca: None };
+        return (nats, access);
+    }
+    let root = workspace_root();
+    let template = std::fs::read_to_string(root.join("deploy/local/nats.conf.in")).unwrap();
+    let conf_dir = dir.join("nats");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let mut passwords = std::collections::BTreeMap::new();
+    let mut env = Vec::new();
+    if options.nats_users {
+        std::fs::copy(root.join("deploy/kubernetes/base/nats/auth.conf"), conf_dir.join("auth.conf"))
+            .unwrap();
+        for (user, var) in NATS_USERS {
+            // A letter first: nats-server parses `$VARIABLE` values as config values, and one
+            // that starts with a digit (e.g. `3e9a…`) is read as a malformed number.
+            let password = format!("kg{}", uuid::Uuid::new_v4().simple());
+            env.push((var.to_string(), password.clone()));
+            passwords.insert(user.to_string(), password);
+        }
+    } else {
+        std::fs::write(conf_dir.join("auth.conf"), "# no users: anyone may connect\n").unwrap();
+    }
+    let mut nats = NatsServer::prepare(Vec::new(), env);
+    let tls = if options.nats_tls {
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        )
+    } else {
+        String::new()
+    };
+    let conf = template
+        .replace("@PORT@", &nats.port.to_string())
+        .replace("@MAX_FILE_STORE@", options.nats_max_file_store.as_deref().unwrap_or("1GB"))
+        .replace("@TLS@", &tls);
+    let path = conf_dir.join("nats.conf");
+    std::fs::write(&path, conf).unwrap();
+    nats.set_args(vec!["-c".into(), path.display().to_string()]);
+    nats.start();
+    let scheme = if options.nats_tls { "tls" } else { "nats" };
+    let access = NatsAccess {
+        url: format!("{scheme}://127.0.0.1:{}", nats.port),
+        passwords,
+        ca: options.nats_tls.then(|| pki.ca_cert.clone()),
+    };
+    (nats, access)
 }
 
 pub struct Stack {
     pub nats: NatsServer,
-    _identity_db: TestDb,
+    pub nats_access: NatsAccess,
+    pub options: Options,
+    pub identity_db: TestDb,
     _kubeconfig_db: TestDb,
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
@@ -66,18 +179,28 @@ fn new_client(ca: &str) -> reqwest::Client {
 
 impl Stack {
     pub async fn start(options: Options) -> Stack {
-        let nats = NatsServer::start_new();
-        let identity_db = TestDb::create().await;
+        let identity_db = match &options.identity_pg {
+            Some(admin) => TestDb::create_on(admin).await,
+            None => TestDb::create().await,
+        };
         let kubeconfig_db = TestDb::create().await;
         let dir = tempfile::tempdir().unwrap();
         let pki = kubegate_tls::DevPki::ensure(dir.path()).unwrap();
+        let (nats, nats_access) = start_nats(&options, dir.path(), &pki);
         let ca_pem = std::fs::read_to_string(&pki.ca_cert).unwrap();
         let (fleet_public, fleet_secret) = kubegate_seal::generate_fleet_key();
         let master = "3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=".to_string();
-        let tls = |v: &mut Vec<(&str, String)>| {
+        let tls = |v: &mut Vec<(&str, String)>, user: &str| {
             v.push(("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()));
             v.push(("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()));
-            v.push(("KUBEGATE_NATS_URL", nats.url()));
+            v.push(("KUBEGATE_NATS_URL", nats_access.url.clone()));
+            if let Some(password) = nats_access.passwords.get(user) {
+                v.push(("KUBEGATE_NATS_USER", user.to_string()));
+                v.push(("KUBEGATE_NATS_PASSWORD", password.clone()));
+            }
+            if let Some(ca) = &nats_access.ca {
+                v.push(("KUBEGATE_NATS_CA", ca.display().to_string()));
+            }
         };
 
         let identity_port = free_port();
@@ -87,8 +210,11 @@ impl Stack {
             ("KUBEGATE_MASTER_KEY", master),
             ("KUBEGATE_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
         ];
-        tls(&mut env);
+        tls(&mut env, "kubegate-identity");
         let mut identity = Service::new("identity", workspace_bin("kubegate-identity"), &env);
+        for (k, v) in &options.identity_env {
+            identity.set_env(k, v.clone());
+        }
         identity.start();
 
         let kubeconfig_port = free_port();
@@ -101,7 +227,7 @@ impl Stack {
             ("KUBEGATE_PUBLIC_URL", format!("https://127.0.0.1:{public_port}")),
             ("KUBEGATE_PUBLIC_CA_FILE", pki.ca_cert.display().to_string()),
         ];
-        tls(&mut env);
+        tls(&mut env, "kubegate-kubeconfig");
         let mut kubeconfig = Service::new("kubeconfig", workspace_bin("kubegate-kubeconfig"), &env);
         kubeconfig.start();
 
@@ -116,7 +242,7 @@ impl Stack {
                 ("KUBEGATE_REPLICA_ID", format!("e2e-{i}")),
                 ("KUBEGATE_AUDIT_SPOOL_DIR", dir.path().join(format!("spool-{i}")).display().to_string()),
             ];
-            tls(&mut env);
+            tls(&mut env, "kubegate-proxy");
             let mut proxy = Service::new(&format!("proxy-{i}"), workspace_bin("kubegate-proxy"), &env);
             for (k, v) in &options.proxy_env {
                 proxy.set_env(k, v.clone());
@@ -141,7 +267,9 @@ impl Stack {
         let client = new_client(&ca_pem);
         let mut stack = Stack {
             nats,
-            _identity_db: identity_db,
+            nats_access,
+            options,
+            identity_db,
             _kubeconfig_db: kubeconfig_db,
             ca_path: pki.ca_cert.clone(),
             dir,
@@ -174,8 +302,30 @@ impl Stack {
         }
     }
 
+    /// The name of kubeconfig's database.
+    pub fn kubeconfig_db_name(&self) -> String {
+        self._kubeconfig_db.name.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.public_port)
+    }
+
+    /// GET `path` of environment `env`'s Kubernetes API through replica `port` (`None`: the
+    /// public origin); the status and the request id naming its audit record.
+    pub async fn kube_get(&self, port: Option<u16>, env: u64, token: &str, path: &str) -> (u16, String) {
+        let port = port.unwrap_or(self.public_port);
+        let r = self
+            .client
+            .get(format!("https://127.0.0.1:{port}/api/endpoints/{env}/kubernetes{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let id = request_id(r.headers());
+        let status = r.status().as_u16();
+        let _ = r.bytes().await;
+        (status, id)
     }
 
     /// A fresh HTTP client (after a replica restart the pooled connections are gone).
@@ -292,9 +442,16 @@ impl Stack {
         }
     }
 
+    /// A bus connection that may read every stream (as the audit user when NATS has users).
     pub async fn bus(&self) -> Bus {
-        let bus = Bus::connect(&NatsConfig::new(self.nats.url(), "e2e-test")).await.unwrap();
-        assert!(bus.wait_connected(Duration::from_secs(10)).await);
+        let user = self.options.nats_users.then_some("kubegate-audit");
+        self.bus_as(user).await
+    }
+
+    /// A bus connection as `user` (`None`: no credentials; only without `nats_users`).
+    pub async fn bus_as(&self, user: Option<&str>) -> Bus {
+        let bus = Bus::connect(&self.nats_access.config(user, "e2e-test")).await.unwrap();
+        assert!(bus.wait_connected(Duration::from_secs(10)).await, "cannot connect to NATS as {user:?}");
         bus
     }
 
@@ -352,7 +509,7 @@ fn start_haproxy(dir: &Path, public_port: u16, ports: &[u16], proxies: &[Service
         servers.push_str(&format!("    server proxy-{i} 127.0.0.1:{port} check port {}\n", proxy.admin_port));
     }
     let config = format!(
-        "global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n    timeout tunnel 1h\n\
+        "global\n    maxconn 4000\ndefaults\n    mode tcp\n    retries 3\n    option redispatch 1\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n    timeout tunnel 1h\n\
          frontend kubegate\n    bind 127.0.0.1:{public_port}\n    default_backend proxies\n\
          backend proxies\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n    default-server inter 300ms fall 2 rise 1\n{servers}"
     );
@@ -545,4 +702,76 @@ impl Terminal {
             }
         }
     }
+}
+
+/// The bearer token of a downloaded kubeconfig.
+pub fn token_of(kubeconfig: &Path) -> String {
+    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    doc["users"][0]["user"]["token"].as_str().unwrap().to_string()
+}
+
+/// Every audit record once each request id in `ids` has one: checks that each has exactly one
+/// `RequestAudited` record, and that every replica boot's numbering is gap-free from its first
+/// record in the stream to its last (positions `first..=last`, each once), so none is missing.
+pub async fn audit_covers(
+    stack: &Stack,
+    ids: &std::collections::HashSet<String>,
+    timeout: Duration,
+) -> Vec<RawEnvelope> {
+    use std::collections::{BTreeMap, HashMap};
+    let bus = stack.bus().await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = bus.last_sequence("KUBEGATE_AUDIT").await.unwrap_or(0);
+        let records = if n == 0 {
+            Vec::new()
+        } else {
+            read_stream(&bus, "KUBEGATE_AUDIT", n, Duration::from_secs(20)).await
+        };
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for r in &records {
+            if r.event_type == "RequestAudited" {
+                *count.entry(r.correlation_id.clone()).or_default() += 1;
+            }
+        }
+        let missing: Vec<&String> = ids.iter().filter(|id| !count.contains_key(*id)).collect();
+        if missing.is_empty() {
+            for id in ids {
+                assert_eq!(count[id], 1, "request {id} has {} audit records", count[id]);
+            }
+            let mut by_stream: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+            for r in &records {
+                by_stream.entry(r.stream.clone()).or_default().push(r.position);
+            }
+            for (stream, mut positions) in by_stream {
+                positions.sort_unstable();
+                let first = positions[0];
+                let expected: Vec<u64> = (first..first + positions.len() as u64).collect();
+                assert_eq!(positions, expected, "gap or duplicate in the audit records of {stream}");
+            }
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} requests have no audit record, e.g. {:?}",
+            missing.len(),
+            ids.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `RequestAudited` payload of request `id` among `records`.
+pub fn audited(records: &[RawEnvelope], id: &str) -> Value {
+    let r = records
+        .iter()
+        .find(|r| r.event_type == "RequestAudited" && r.correlation_id == id)
+        .unwrap_or_else(|| panic!("no audit record for {id}"));
+    serde_json::from_str(r.payload.get()).unwrap()
+}
+
+/// The audit record id kubegate named in a response.
+pub fn request_id(headers: &reqwest::header::HeaderMap) -> String {
+    headers.get("x-kubegate-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }

@@ -7,11 +7,6 @@ use std::time::{Duration, Instant};
 use kubegate_e2e::*;
 use serde_json::{Value, json};
 
-fn token_of(kubeconfig: &std::path::Path) -> String {
-    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    doc["users"][0]["user"]["token"].as_str().unwrap().to_string()
-}
-
 fn jti(token: &str) -> String {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();

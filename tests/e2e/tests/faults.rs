@@ -4,82 +4,11 @@
 //! exactly one audit record, numbered without gaps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use kubegate_e2e::*;
-use kubegate_events::DomainEvent;
-use kubegate_events::audit::AuditEvent;
-use serde_json::{Value, json};
-
-fn token_of(kubeconfig: &std::path::Path) -> String {
-    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    doc["users"][0]["user"]["token"].as_str().unwrap().to_string()
-}
-
-/// GET through one replica; the status and the request id of its audit record.
-async fn get(stack: &Stack, port: u16, env: u64, token: &str, path: &str) -> (u16, String) {
-    let r = stack
-        .client
-        .get(format!("https://127.0.0.1:{port}/api/endpoints/{env}/kubernetes{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let id = r.headers().get("x-kubegate-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let status = r.status().as_u16();
-    let _ = r.bytes().await;
-    (status, id)
-}
-
-/// Reads the audit stream until every id in `ids` has a record; checks each has exactly one and
-/// that every replica's numbering has no gap.
-async fn audit_covers(
-    stack: &Stack,
-    ids: &HashSet<String>,
-    timeout: Duration,
-) -> Vec<kubegate_events::RawEnvelope> {
-    let bus = stack.bus().await;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = bus.last_sequence("KUBEGATE_AUDIT").await.unwrap_or(0);
-        let records = read_stream(&bus, "KUBEGATE_AUDIT", n.max(1), Duration::from_secs(10)).await;
-        let mut count: HashMap<String, usize> = HashMap::new();
-        for r in &records {
-            if r.event_type == "RequestAudited" {
-                *count.entry(r.correlation_id.clone()).or_default() += 1;
-            }
-        }
-        let missing: Vec<&String> = ids.iter().filter(|id| !count.contains_key(*id)).collect();
-        if missing.is_empty() {
-            for id in ids {
-                assert_eq!(count[id], 1, "request {id} has {} audit records", count[id]);
-            }
-            // Per replica boot: positions 1..=n, each once.
-            let mut by_stream: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-            for r in &records {
-                by_stream.entry(r.stream.clone()).or_default().push(r.position);
-            }
-            for (stream, mut positions) in by_stream {
-                positions.sort_unstable();
-                let expected: Vec<u64> = (1..=positions.len() as u64).collect();
-                assert_eq!(positions, expected, "gap or duplicate in {stream}");
-            }
-            for r in &records {
-                assert!(AuditEvent::TYPES.iter().any(|t| t.name == r.event_type));
-                r.decode::<AuditEvent>().unwrap();
-            }
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} requests have no audit record, e.g. {:?}",
-            missing.len(),
-            missing.first()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_loses_nothing() {
@@ -93,7 +22,7 @@ async fn a_nats_outage_loses_nothing() {
     let token = token_of(&kc);
     let mut ids = HashSet::new();
     for port in stack.proxy_ports.clone() {
-        let (status, id) = get(&stack, port, env, &token, "/api/v1/namespaces/default/pods").await;
+        let (status, id) = stack.kube_get(Some(port), env, &token, "/api/v1/namespaces/default/pods").await;
         assert_eq!(status, 200);
         ids.insert(id);
     }
@@ -104,7 +33,7 @@ async fn a_nats_outage_loses_nothing() {
     let mut during = 0;
     while outage.elapsed() < Duration::from_secs(20) {
         for port in stack.proxy_ports.clone() {
-            let (status, id) = get(&stack, port, env, &token, "/api/v1/namespaces/dev/pods").await;
+            let (status, id) = stack.kube_get(Some(port), env, &token, "/api/v1/namespaces/dev/pods").await;
             assert_eq!(status, 200, "a replica stopped serving during the outage");
             ids.insert(id);
             during += 1;
@@ -125,7 +54,7 @@ async fn a_nats_outage_loses_nothing() {
     }
     assert!(during > 50);
     // The revocation was made but cannot be known yet: the token still works.
-    let (status, _) = get(&stack, stack.proxy_ports[0], env, &token, "/version").await;
+    let (status, _) = stack.kube_get(Some(stack.proxy_ports[0]), env, &token, "/version").await;
     assert_eq!(status, 200, "nothing could have told the replica");
 
     stack.nats.start();
@@ -133,7 +62,7 @@ async fn a_nats_outage_loses_nothing() {
     loop {
         let mut refused = 0;
         for port in stack.proxy_ports.clone() {
-            let (status, id) = get(&stack, port, env, &token, "/version").await;
+            let (status, id) = stack.kube_get(Some(port), env, &token, "/version").await;
             ids.insert(id);
             if status == 401 {
                 refused += 1;
@@ -202,9 +131,9 @@ async fn a_killed_replica_is_survived_and_catches_up_before_serving() {
     }
     stack.reconnect();
     let (status, _) =
-        get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/dev/pods").await;
+        stack.kube_get(Some(stack.proxy_ports[0]), env, &dave_token, "/api/v1/namespaces/dev/pods").await;
     assert_eq!(status, 200, "ready means caught up: the new user and grant are known");
     let (status, _) =
-        get(&stack, stack.proxy_ports[0], env, &dave_token, "/api/v1/namespaces/default/pods").await;
+        stack.kube_get(Some(stack.proxy_ports[0]), env, &dave_token, "/api/v1/namespaces/default/pods").await;
     assert_eq!(status, 403);
 }

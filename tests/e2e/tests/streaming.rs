@@ -22,14 +22,11 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn token_of(kubeconfig: &std::path::Path) -> String {
-    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    doc["users"][0]["user"]["token"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_list_streams_with_flat_memory_and_every_request_is_audited() {
-    let stack = Stack::start(Options { proxies: 1, environments: 1, load_balancer: false, ..Options::default() }).await;
+    let stack =
+        Stack::start(Options { proxies: 1, environments: 1, load_balancer: false, ..Options::default() })
+            .await;
     let env = stack.register(0, "one").await;
     let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
     stack.wait_environment_everywhere(&kc).await;
@@ -79,11 +76,104 @@ async fn a_100_mb_list_streams_with_flat_memory_and_every_request_is_audited() {
                 assert_eq!(count[id.as_str()], 1, "request {id}");
             }
             let big = records.iter().find(|r| r.payload.get().contains("/namespaces/large/pods")).unwrap();
-            let bytes_out = serde_json::from_str::<Value>(big.payload.get()).unwrap()["bytes_out"].as_u64().unwrap();
+            let bytes_out =
+                serde_json::from_str::<Value>(big.payload.get()).unwrap()["bytes_out"].as_u64().unwrap();
             assert!(bytes_out >= SIZE, "the audit record counts the bytes sent: {bytes_out}");
             break;
         }
         assert!(Instant::now() < deadline, "some forwarded requests have no audit record");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// More watches than one upstream h2 connection carries (kube-sim, like kube-apiserver, allows
+/// 1,000 concurrent streams per connection): every one is answered, and every one sees an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_beyond_one_upstream_connection_limit_all_see_events() {
+    const WATCHES: usize = 1_200;
+    const PER_CONNECTION: usize = 200;
+    let stack = Stack::start(Options {
+        proxies: 1,
+        environments: 1,
+        load_balancer: false,
+        proxy_env: vec![("KUBEGATE_MAX_WATCHES_PER_USER".into(), "5000".into())],
+        ..Options::default()
+    })
+    .await;
+    let env = stack.register(0, "one").await;
+    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
+    stack.wait_environment_everywhere(&kc).await;
+    let token = token_of(&kc);
+    let port = stack.proxy_ports[0];
+    let authority = format!("127.0.0.1:{port}");
+    let uri = format!(
+        "https://{authority}/api/endpoints/{env}/kubernetes/api/v1/namespaces/default/configmaps?watch=true"
+    );
+
+    let mut conns = Vec::new();
+    for _ in 0..WATCHES / PER_CONNECTION {
+        let h2 = kubegate_e2e::wire::h2_client(port, &stack.ca_pem).await;
+        let (uri, auth) = (uri.clone(), format!("Bearer {token}"));
+        conns.push(tokio::spawn(async move {
+            let mut h2 = h2.ready().await.unwrap();
+            let mut pending = Vec::new();
+            for _ in 0..PER_CONNECTION {
+                let req = http::Request::get(&uri).header("authorization", &auth).body(()).unwrap();
+                h2 = h2.ready().await.unwrap();
+                pending.push(h2.send_request(req, true).unwrap().0);
+            }
+            // Each body is read from the moment its watch is answered (a client that leaves
+            // small frames unread is cut off by its own h2 library).
+            let mut readers = Vec::new();
+            for resp in pending {
+                let resp = resp.await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let mut body = resp.into_body();
+                readers.push(tokio::spawn(async move {
+                    let mut text = Vec::new();
+                    while let Some(chunk) = body.data().await {
+                        let Ok(chunk) = chunk else { return false };
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                        text.extend_from_slice(&chunk);
+                        if String::from_utf8_lossy(&text).contains("fan-out-marker") {
+                            return true;
+                        }
+                    }
+                    false
+                }));
+            }
+            (readers, h2)
+        }));
+    }
+    let mut readers = Vec::new();
+    let mut keep = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(120), async {
+        for c in conns {
+            let (r, h2) = c.await.unwrap();
+            readers.extend(r);
+            keep.push(h2);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "only {} of {WATCHES} watches were answered", readers.len());
+
+    let created = stack
+        .client
+        .post(stack.url(&format!("/api/endpoints/{env}/kubernetes/api/v1/namespaces/default/configmaps")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fan-out-marker"}, "data": {}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201, "{}", created.text().await.unwrap());
+
+    let start = Instant::now();
+    let all = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(readers)).await;
+    let all = all.expect("not every watch saw the event within 60 s");
+    let got = all.into_iter().filter(|r| matches!(r, Ok(true))).count();
+    println!("{got} of {WATCHES} watches saw the event, the last after {:?}", start.elapsed());
+    assert_eq!(got, WATCHES);
+    drop(keep);
 }

@@ -7,6 +7,7 @@ pub mod kubectl;
 pub mod nats;
 pub mod net;
 pub mod openapi;
+pub mod pgcluster;
 pub mod postgres;
 pub mod process;
 pub mod python;

@@ -15,7 +15,12 @@ fn admin_dsn() -> String {
 impl TestDb {
     /// Creates database `kg_<random>`.
     pub async fn create() -> TestDb {
-        let admin = admin_dsn();
+        Self::create_on(&admin_dsn()).await
+    }
+
+    /// Creates database `kg_<random>` on the server `admin` (`host=… port=… user=…`) names.
+    pub async fn create_on(admin: &str) -> TestDb {
+        let admin = admin.to_string();
         let name = format!("kg_{}", uuid::Uuid::new_v4().simple());
         let (client, conn) = tokio_postgres::connect(&format!("{admin} dbname=postgres"), NoTls)
             .await

@@ -1,0 +1,264 @@
+//! kubegate's benchmarks, side by side: kube-sim reached directly, through kubegate (token
+//! check, authorization, impersonation and audit on), and through nginx doing the same
+//! TLS-in/TLS-out job without any of that. One run measures everything and writes
+//! `bench/report.md` and `bench/results.json`; a [`Plan::smoke`] run does the same in seconds
+//! (part of `make test`, so the benchmarks cannot rot).
+//!
+//! Load comes from public tools (`wrk`, `h2load`); micro-benchmarks use criterion
+//! (`services/proxy/benches/hot_path.rs`). Every process started here is stopped on the way out.
+#![allow(clippy::expect_used)]
+
+pub mod load;
+pub mod machine;
+pub mod nginx;
+pub mod report;
+pub mod scenarios;
+pub mod stack;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::load::Proto;
+
+/// How much of everything to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: &'static str,
+    /// Each load figure is the median of this many runs.
+    pub runs: usize,
+    #[serde(serialize_with = "secs")]
+    pub load_duration: Duration,
+    /// One short unmeasured run per target and protocol first.
+    pub warm_up: bool,
+    pub connections: Vec<usize>,
+    pub protos: Vec<Proto>,
+    pub revocations: usize,
+    pub cold: ColdPlan,
+    pub watches: usize,
+    pub watch_connections: usize,
+    pub watch_events: usize,
+    pub downloads: usize,
+    pub download_runs: usize,
+    pub download_concurrency: usize,
+    pub audit_records: usize,
+    pub audit_runs: usize,
+    pub micro: MicroPlan,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The synthetic history a cold-starting replica replays.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdPlan {
+    pub users: usize,
+    pub environments: usize,
+    pub tokens: usize,
+    pub revocations: usize,
+    pub starts: usize,
+}
+
+/// Criterion's settings (seconds), and whether to build in release (`cargo bench`) or debug.
+#[derive(Debug, Clone, Serialize)]
+pub struct MicroPlan {
+    pub enabled: bool,
+    pub release: bool,
+    pub warm_up_s: f64,
+    pub measurement_s: f64,
+    pub sample_size: usize,
+}
+
+impl Plan {
+    /// The whole benchmark (well under 20 minutes on 2 cores once built).
+    pub fn full() -> Plan {
+        Plan {
+            name: "full",
+            runs: 3,
+            load_duration: Duration::from_secs(2),
+            warm_up: true,
+            connections: vec![1, 16, 64],
+            protos: vec![Proto::H1, Proto::H2],
+            revocations: 1000,
+            cold: ColdPlan {
+                users: 10_000,
+                environments: 100,
+                tokens: 1_000_000,
+                revocations: 100_000,
+                starts: 3,
+            },
+            watches: 10_000,
+            watch_connections: 40,
+            watch_events: 5,
+            downloads: 1000,
+            download_runs: 3,
+            download_concurrency: 16,
+            audit_records: 1_000_000,
+            audit_runs: 3,
+            micro: MicroPlan {
+                enabled: true,
+                release: true,
+                warm_up_s: 1.0,
+                measurement_s: 2.0,
+                sample_size: 50,
+            },
+        }
+    }
+
+    /// Every scenario in a tiny configuration: checks that each produces numbers, in seconds.
+    pub fn smoke() -> Plan {
+        Plan {
+            name: "smoke",
+            runs: 1,
+            load_duration: Duration::from_secs(1),
+            warm_up: false,
+            connections: vec![2],
+            protos: vec![Proto::H1, Proto::H2],
+            revocations: 5,
+            cold: ColdPlan { users: 20, environments: 3, tokens: 500, revocations: 50, starts: 1 },
+            watches: 20,
+            watch_connections: 2,
+            watch_events: 2,
+            downloads: 10,
+            download_runs: 1,
+            download_concurrency: 4,
+            audit_records: 500,
+            audit_runs: 1,
+            micro: MicroPlan {
+                enabled: true,
+                release: false,
+                warm_up_s: 0.01,
+                measurement_s: 0.05,
+                sample_size: 10,
+            },
+        }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub plan: Plan,
+    pub machine: machine::Machine,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub micro: Option<scenarios::micro::MicroResult>,
+    pub throughput: Option<scenarios::throughput::ThroughputResult>,
+    pub downloads: Option<scenarios::downloads::DownloadResult>,
+    pub revocation: Option<scenarios::revocation::RevocationResult>,
+    pub watch: Option<scenarios::watch::WatchResult>,
+    pub cold_start: Option<scenarios::cold::ColdResult>,
+    pub audit: Option<scenarios::cold::AuditResult>,
+    /// Scenarios that failed, with why (a failed scenario leaves the others running).
+    pub failures: Vec<(String, String)>,
+}
+
+/// The workspace root (the bench crate sits at `tests/bench`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Prints progress to stderr with the time since start.
+pub fn say(start: Instant, what: impl std::fmt::Display) {
+    eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
+/// Runs `plan`: micro-benchmarks first (quiet machine), then the stack scenarios, then the
+/// cold-start and audit-replay scenarios on their own nats-server. `only` limits the scenarios
+/// by name (empty: all).
+pub async fn run(plan: Plan, only: &[String]) -> Results {
+    let start = Instant::now();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let work = tempfile::tempdir().expect("temporary directory");
+    let mut results = Results {
+        plan: plan.clone(),
+        machine: machine::Machine::describe(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        duration_s: 0.0,
+        micro: None,
+        throughput: None,
+        downloads: None,
+        revocation: None,
+        watch: None,
+        cold_start: None,
+        audit: None,
+        failures: Vec::new(),
+    };
+    let fail = |results: &mut Results, name: &str, e: String| {
+        say(start, format!("{name} FAILED: {e}"));
+        results.failures.push((name.to_string(), e));
+    };
+
+    if plan.micro.enabled && want("micro") {
+        say(start, "micro-benchmarks (criterion)");
+        match scenarios::micro::run(&plan.micro, work.path()) {
+            Ok(r) => results.micro = Some(r),
+            Err(e) => fail(&mut results, "micro", e),
+        }
+    }
+
+    let stack_scenarios = ["throughput", "downloads", "revocation", "watch"];
+    if stack_scenarios.iter().any(|s| want(s)) {
+        say(
+            start,
+            "starting the stack (nats, PostgreSQL, identity, kubeconfig, 2 proxies, HAProxy, kube-sim)",
+        );
+        let bench = stack::BenchStack::start().await;
+        say(start, "stack ready");
+        if want("throughput") {
+            match load::Tools::find(work.path()) {
+                Ok(tools) => {
+                    results.machine.tools = tools.versions();
+                    match scenarios::throughput::run(&plan, &bench, &tools, work.path(), start).await {
+                        Ok(r) => results.throughput = Some(r),
+                        Err(e) => fail(&mut results, "throughput", e),
+                    }
+                }
+                Err(e) => fail(&mut results, "throughput", e),
+            }
+        }
+        let mut minted = Vec::new();
+        if want("downloads") || want("revocation") {
+            say(start, "kubeconfig downloads");
+            match scenarios::downloads::run(&plan, &bench).await {
+                Ok((r, tokens)) => {
+                    results.downloads = Some(r);
+                    minted = tokens;
+                }
+                Err(e) => fail(&mut results, "downloads", e),
+            }
+        }
+        if want("revocation") {
+            say(start, "revocation propagation");
+            match scenarios::revocation::run(&plan, &bench, minted).await {
+                Ok(r) => results.revocation = Some(r),
+                Err(e) => fail(&mut results, "revocation", e),
+            }
+        }
+        if want("watch") {
+            say(start, format!("watch fan-out: {} watches", plan.watches));
+            match scenarios::watch::run(&plan, &bench, start).await {
+                Ok(r) => results.watch = Some(r),
+                Err(e) => fail(&mut results, "watch", e),
+            }
+        }
+        say(start, "stopping the stack");
+        drop(bench);
+    }
+
+    if want("cold") || want("audit") {
+        match scenarios::cold::run(&plan, want("cold"), want("audit"), start).await {
+            Ok((cold, audit)) => {
+                results.cold_start = cold;
+                results.audit = audit;
+            }
+            Err(e) => fail(&mut results, "cold", e),
+        }
+    }
+    results.duration_s = start.elapsed().as_secs_f64();
+    say(start, "done");
+    results
+}

@@ -41,7 +41,8 @@
 //!   reads for operator and helpdesk, never for standard and read-only.
 //! * **A cluster-scoped resource through `/namespaces/<ns>/…`** (Kubernetes CVE-2019-11247:
 //!   `namespaces/dev/nodes`, `namespaces/dev/clusterroles`, `namespaces/dev/namespaces/kube-system`)
-//!   is denied to every role but environment-admin: it must never count as access inside `<ns>`.
+//!   is denied to every role, environment-admin included: it must never count as access inside
+//!   `<ns>`, and the API server has no such object.
 //!   Custom resources of unknown scope reached that way are judged as namespaced; the API server
 //!   (fixed since 1.13.9/1.14.5/1.15.2) answers 404 for a cluster-scoped one, and the cluster's RBAC
 //!   sees the impersonated user as well.
@@ -191,10 +192,8 @@ pub fn groups_for(role: EnvironmentRole, teams: &[String]) -> Vec<String> {
 /// Decide a classified request for a user holding `grant` in the environment. The global
 /// `admin` role arrives here as an environment-admin grant.
 pub fn authorize<'g>(info: &RequestInfo<'_>, grant: &'g Grant) -> Decision<'g> {
-    if grant.role == EnvironmentRole::EnvironmentAdmin {
-        return Decision::Allow;
-    }
     match info {
+        RequestInfo::NonResource(_) if grant.role == EnvironmentRole::EnvironmentAdmin => Decision::Allow,
         RequestInfo::NonResource(request) => authorize_non_resource(request, grant.role),
         RequestInfo::Resource(request) => authorize_resource(request, grant),
     }

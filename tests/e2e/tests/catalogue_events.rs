@@ -5,7 +5,8 @@
 //!   never applied twice;
 //! - an event ahead of a gap is held back, not applied; when the gap does not close the replica
 //!   fails closed (503), and when it closes both events apply in order;
-//! - the stream deleted under the replica: detected, 503 instead of an empty cache, until the
+//! - the stream deleted under the replica, or reset (recreated empty: its sequence goes
+//!   backwards): detected, 503 instead of an empty cache, until the
 //!   stream is rebuilt from the log;
 //! - NATS away longer than `KUBEGATE_MAX_STALENESS`: 503 after the limit, served again on return.
 //!
@@ -173,6 +174,19 @@ async fn the_cache_applies_each_event_once_in_order_and_fails_closed_when_it_can
     }
     until(&stack, env, &bob_token, 200, Duration::from_secs(15), "the stream rebuilt").await;
     assert_eq!(get(&stack, env, &alice_token).await, 200);
+
+    // The stream reset: deleted and at once recreated empty, so its sequence goes backwards (a
+    // restore from an old backup looks the same) → detected, 503, until rebuilt.
+    bus.jetstream().delete_stream(STREAM).await.unwrap();
+    bus.ensure_stream(&StreamDef::environments()).await.unwrap();
+    let took = until(&stack, env, &bob_token, 503, Duration::from_secs(10), "stream reset").await;
+    println!("stream reset: failing closed after {took:?}");
+    stays(&stack, env, &bob_token, 503, Duration::from_secs(2), "served from a reset stream").await;
+    for raw in &log {
+        let subject = kubegate_events::envelope::subject_of::<EnvironmentEvent>(&raw.event_type).unwrap();
+        bus.publish_events(&[(subject, raw)]).await.unwrap();
+    }
+    until(&stack, env, &bob_token, 200, Duration::from_secs(15), "the reset stream rebuilt").await;
 
     // Strict staleness: NATS away longer than the limit → 503; back → served again.
     stack.nats.stop();

@@ -21,6 +21,12 @@ struct Source {
     stream: &'static str,
     feed: Feed,
     sequencer: Sequencer<RawEnvelope>,
+    /// After a reset: the position this replica had applied before it. A stream that comes back
+    /// shorter (recreated empty, restored from an old backup) is not trusted until it holds at
+    /// least that much again; until then the replica answers 503, never from empty or old state.
+    must_reach: Option<u64>,
+    /// The feed said it caught up with the stream's end (since the last reset).
+    feed_caught_up: bool,
 }
 
 impl Source {
@@ -35,7 +41,26 @@ impl Source {
             stream,
             feed: Feed::follow(bus.clone(), stream, &filter, 1),
             sequencer: Sequencer::new(0),
+            must_reach: None,
+            feed_caught_up: false,
         }
+    }
+
+    /// Whether what was applied can be served: caught up, and not shorter than before a reset.
+    fn settle(&mut self, cache: &Cache) {
+        if !self.feed_caught_up {
+            return;
+        }
+        let last = self.sequencer.last();
+        match self.must_reach {
+            Some(needed) if last < needed => return,
+            Some(_) => {
+                tracing::warn!(stream = self.stream, position = last, "the stream holds its whole log again");
+                self.must_reach = None;
+            }
+            None => {}
+        }
+        cache.set_caught_up(self.identity, true);
     }
 }
 
@@ -104,6 +129,9 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
             }
             metrics::gauge!("kubegate_proxy_cache_position", "stream" => source.stream)
                 .set(source.sequencer.last() as f64);
+            if source.must_reach.is_some() {
+                source.settle(cache);
+            }
         }
         FeedItem::Undecodable { stream_sequence, error } => {
             // Not a kubegate envelope: never applied. Counted so an operator sees it.
@@ -112,11 +140,23 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
         }
         FeedItem::CaughtUp { stream_sequence } => {
             cache.touch();
-            cache.set_caught_up(source.identity, true);
-            tracing::info!(stream = source.stream, stream_sequence, "cache caught up");
+            source.feed_caught_up = true;
+            source.settle(cache);
+            match source.must_reach {
+                None => tracing::info!(stream = source.stream, stream_sequence, "cache caught up"),
+                Some(needed) => tracing::error!(
+                    stream = source.stream,
+                    stream_sequence,
+                    needed,
+                    "the stream is shorter than what this replica had applied; refusing requests until it is restored (or the replica is restarted to accept the shorter log)"
+                ),
+            }
         }
         FeedItem::Reset(error) => {
             tracing::error!(stream = source.stream, %error, "stream reset; rebuilding the cache from it");
+            let applied = source.sequencer.last().max(source.must_reach.unwrap_or(0));
+            source.must_reach = (applied > 0).then_some(applied);
+            source.feed_caught_up = false;
             if source.identity {
                 cache.clear_identity();
             } else {

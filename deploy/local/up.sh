@@ -16,6 +16,9 @@ bin() {
 }
 
 "$(bin kubegate)" dev init --dir "$KG_DIR" >/dev/null
+# The admin command line, at a stable path for the walk-through.
+mkdir -p "$KG_DIR/bin"
+ln -sf "$(bin kubegate)" "$KG_DIR/bin/kubegate"
 MASTER_KEY=$(cat "$KG_DIR/master-key")
 ADMIN_PASSWORD="${KUBEGATE_ADMIN_PASSWORD:-$(cat "$KG_DIR/admin-password")}"
 FLEET_KEY=$(head -n1 "$KG_DIR/fleet-key")
@@ -159,7 +162,7 @@ Sign in and download a kubeconfig:
 
 The audit timeline reads the bus as its own user:
   KUBEGATE_NATS_URL=nats://127.0.0.1:$NATS_PORT KUBEGATE_NATS_USER=kubegate-audit \\
-      KUBEGATE_NATS_PASSWORD=\$(cat $NATS_DIR/audit.password) kubegate audit --since 1h
+      KUBEGATE_NATS_PASSWORD=\$(cat $NATS_DIR/audit.password) $KG_DIR/bin/kubegate audit --since 1h
 
 Logs: $LOG_DIR   Stop: make down
 INFO

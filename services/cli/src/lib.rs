@@ -33,7 +33,7 @@ impl CliError {
     version,
     about,
     propagate_version = true,
-    after_help = "Examples:\n  kubegate audit --since 1h --user alice --env prod\n  kubegate replay verify --identity-admin http://127.0.0.1:9451\n  kubegate users list --url https://127.0.0.1:9443 --ca .kubegate/ca.pem\n\nEvery command has --help with an example."
+    after_help = "Examples:\n  kubegate audit --since 1h --user alice --env prod\n  kubegate replay verify --identity-admin http://127.0.0.1:9541\n  kubegate users list --url https://127.0.0.1:9443 --ca .kubegate/ca.pem\n\nEvery command has --help with an example."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,7 +49,7 @@ pub enum Command {
     /// Rebuild state from the event logs alone.
     #[command(
         subcommand,
-        after_help = "Example:\n  kubegate replay verify --identity-admin http://127.0.0.1:9451 --kubeconfig-admin http://127.0.0.1:9452"
+        after_help = "Example:\n  kubegate replay verify --identity-admin http://127.0.0.1:9541 --kubeconfig-admin http://127.0.0.1:9542"
     )]
     Replay(verify::ReplayCommand),
     /// Users: list, create, change, delete.

@@ -28,7 +28,7 @@ pub enum ReplayCommand {
     /// logs alone, and compare them with what the running services hold (their admin listeners'
     /// `/state`). Prints the differences, or "consistent". Exit status 0 when consistent, 1 when not.
     #[command(
-        after_help = "Example:\n  kubegate replay verify --identity-admin http://127.0.0.1:9451 \\\n    --kubeconfig-admin http://127.0.0.1:9452 --proxy-admin http://127.0.0.1:9453,http://127.0.0.1:9454"
+        after_help = "Example:\n  kubegate replay verify --identity-admin http://127.0.0.1:9541 \\\n    --kubeconfig-admin http://127.0.0.1:9542 --proxy-admin http://127.0.0.1:9543,http://127.0.0.1:9544"
     )]
     Verify(VerifyArgs),
 }

@@ -1,8 +1,10 @@
 //! Connections to an environment's API server: TLS verified against the environment's CA (or
 //! not at all, only when the operator asked for it), kubegate's credential (bearer token or
-//! client certificate), pooled connections — h2 when the server offers it for ordinary requests,
-//! HTTP/1.1 for upgrades, and separate connections for long-lived streams (watches, followed
-//! logs) so they never exhaust the concurrent-stream limit of the connection ordinary requests use.
+//! client certificate), pooled connections: a pool of HTTP/1.1 keep-alive connections for
+//! ordinary requests (measured faster than multiplexing them all on one h2 connection, and what
+//! nginx does), HTTP/1.1 connections of their own for upgrades, and h2 connections for long-lived
+//! streams (watches, followed logs), at most 100 streams each, so thousands of watches need
+//! neither thousands of connections nor more streams than the API server allows on one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +33,7 @@ pub struct Upstream {
     base: String,
     /// `Authorization` value when the credential is a bearer token (marked sensitive).
     pub authorization: Option<HeaderValue>,
-    /// Ordinary requests (may negotiate h2).
+    /// Ordinary requests: HTTP/1.1, up to 256 idle keep-alive connections.
     pub client: HttpClient,
     /// Upgrades (exec, attach, port-forward): HTTP/1.1 only.
     pub upgrade_client: HttpClient,
@@ -106,8 +108,9 @@ impl Upstream {
             Ok(config)
         };
         let both = tls(&[b"h2", b"http/1.1"])?;
-        let client = build_client(both.clone(), true);
-        let upgrade_client = build(tls(&[b"http/1.1"])?, false, 0);
+        let h1 = tls(&[b"http/1.1"])?;
+        let client = build(h1.clone(), false, 256);
+        let upgrade_client = build(h1, false, 0);
         let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
         Ok(Upstream { base, authorization, client, upgrade_client, streams })
     }

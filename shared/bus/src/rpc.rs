@@ -60,14 +60,38 @@ impl Bus {
                 headers.insert(k.as_str(), v.as_str());
             }
         }
-        let req = async_nats::Request::new().payload(body.into()).headers(headers).timeout(Some(timeout));
-        let msg = self.client().send_request(subject.to_string(), req).await.map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => RpcError::NoResponders(subject.to_string()),
-            async_nats::RequestErrorKind::TimedOut => {
-                RpcError::Timeout { subject: subject.to_string(), timeout }
+        // A request nobody received (no responder subscribed yet, e.g. the moment NATS comes
+        // back and the services re-subscribe) is sent again until `timeout`; one that may have
+        // been received (timed out) is not, as the responder may have acted on it.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(25);
+        let msg = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let req = async_nats::Request::new()
+                .payload(body.clone().into())
+                .headers(headers.clone())
+                .timeout(Some(left.max(Duration::from_millis(1))));
+            let error = match self.client().send_request(subject.to_string(), req).await {
+                Ok(msg) => break msg,
+                Err(e) => match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => RpcError::NoResponders(subject.to_string()),
+                    async_nats::RequestErrorKind::TimedOut => {
+                        return Err(RpcError::Timeout { subject: subject.to_string(), timeout });
+                    }
+                    _ => {
+                        return Err(RpcError::Transport {
+                            subject: subject.to_string(),
+                            message: e.to_string(),
+                        });
+                    }
+                },
+            };
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(error);
             }
-            _ => RpcError::Transport { subject: subject.to_string(), message: e.to_string() },
-        })?;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+        };
         match serde_json::from_slice::<Reply<Resp>>(&msg.payload) {
             Ok(Reply::Ok(v)) => Ok(v),
             Ok(Reply::Error(f)) => Err(RpcError::Remote(f)),

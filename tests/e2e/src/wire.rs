@@ -48,7 +48,14 @@ pub async fn h2_client(port: u16, ca_pem: &str) -> h2::client::SendRequest<bytes
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let server = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let io = connector(ca_pem, &[b"h2"]).connect(server, tcp).await.unwrap();
-    let (h2, conn) = h2::client::handshake(io).await.unwrap();
+    // Large windows: the h2 crate cuts off a peer whose small DATA frames wait unread beyond a
+    // budget derived from the connection window, and a test's readers may lag under load.
+    let (h2, conn) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(64 << 20)
+        .handshake(io)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     h2
 }

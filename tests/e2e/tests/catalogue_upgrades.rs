@@ -1,5 +1,6 @@
 //! Security catalogue, "Upgrades", end to end: a hostile API server (`kubegate_e2e::hostile`)
-//! answers exec/attach/port-forward upgrades with 400, 403, 200, a redirect, or a 101 with a
+//! answers exec, attach and port-forward upgrades (WebSocket and SPDY) with 400, 403, 200, a
+//! redirect, or a 101 with a
 //! subprotocol the client never offered; the client then writes raw bytes and a second request
 //! on the same socket. Nothing of that reaches the upstream, both connections are closed, the
 //! redirect is not followed, the bad 101 is not passed as success — and each attempt has exactly
@@ -17,10 +18,13 @@ use serde_json::json;
 const SMUGGLED: &[u8] =
     b"GET /api/v1/namespaces/kube-system/secrets HTTP/1.1\r\nHost: upstream\r\n\r\n\x82\x85raw-websocket-bytes";
 
-fn upgrade_request(env: u64, token: &str, pod: &str, spdy: bool) -> Vec<u8> {
-    let target = format!(
-        "/api/endpoints/{env}/kubernetes/api/v1/namespaces/dev/pods/{pod}/exec?command=sh&stdin=true&stdout=true"
-    );
+fn upgrade_request(env: u64, token: &str, pod: &str, subresource: &str, spdy: bool) -> Vec<u8> {
+    let query = match subresource {
+        "portforward" => "ports=8080",
+        _ => "command=sh&stdin=true&stdout=true",
+    };
+    let target =
+        format!("/api/endpoints/{env}/kubernetes/api/v1/namespaces/dev/pods/{pod}/{subresource}?{query}");
     let head = if spdy {
         format!(
             "POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
@@ -53,20 +57,27 @@ async fn failed_upgrades_close_both_connections_and_pass_nothing_on() {
     stack.wait_environment_everywhere(&kc).await;
     let token = token_of(&kc);
     let mut ids = HashSet::new();
+    let mut subresources = std::collections::HashMap::new();
 
-    for (pod, spdy, want) in [
-        ("refuse-400", false, 400),
-        ("refuse-403", false, 403),
-        ("ok-200", false, 200),
-        ("refuse-400", true, 400),
-        ("ok-200", true, 200),
-        ("redirect", false, 302),
-        ("wrong-protocol", false, 502),
+    for (pod, subresource, spdy, want) in [
+        ("refuse-400", "exec", false, 400),
+        ("refuse-403", "exec", false, 403),
+        ("ok-200", "exec", false, 200),
+        ("refuse-400", "exec", true, 400),
+        ("ok-200", "exec", true, 200),
+        ("redirect", "exec", false, 302),
+        ("wrong-protocol", "exec", false, 502),
+        ("refuse-403", "attach", false, 403),
+        ("ok-200", "attach", true, 200),
+        ("refuse-400", "portforward", true, 400),
+        ("ok-200", "portforward", false, 200),
+        ("redirect", "portforward", true, 302),
+        ("wrong-protocol", "attach", false, 502),
     ] {
-        let what = format!("{pod} ({})", if spdy { "SPDY" } else { "WebSocket" });
+        let what = format!("{pod} {subresource} ({})", if spdy { "SPDY" } else { "WebSocket" });
         let before = hostile.connections_for(&format!("/pods/{pod}/")).len();
         let mut raw = Raw::connect(stack.public_port, &stack.ca_pem, &[]).await;
-        raw.send(&upgrade_request(env, &token, pod, spdy)).await.unwrap();
+        raw.send(&upgrade_request(env, &token, pod, subresource, spdy)).await.unwrap();
         let r = raw.response(Duration::from_secs(20)).await.unwrap_or_else(|| panic!("{what}: no answer"));
         assert_eq!(r.status, want, "{what}: {}", r.head);
         assert_ne!(r.status, 101, "{what}: passed as a successful upgrade");
@@ -76,7 +87,9 @@ async fn failed_upgrades_close_both_connections_and_pass_nothing_on() {
             "{what}: {}",
             r.head
         );
-        ids.insert(r.header("x-kubegate-request-id").unwrap());
+        let id = r.header("x-kubegate-request-id").unwrap();
+        subresources.insert(id.clone(), subresource);
+        ids.insert(id);
         // The client goes on writing as if upgraded: raw frames and a second request.
         let _ = raw.send(SMUGGLED).await;
         assert!(
@@ -114,6 +127,6 @@ async fn failed_upgrades_close_both_connections_and_pass_nothing_on() {
         let r = audited(&records, id);
         assert_eq!(r["subject"]["username"], "admin", "{r}");
         assert_eq!(r["subject"]["impersonated_user"], "kubegate:admin", "{r}");
-        assert_eq!(r["target"]["subresource"], "exec", "{r}");
+        assert_eq!(r["target"]["subresource"], subresources[id], "{r}");
     }
 }

@@ -176,3 +176,15 @@ async fn request_reply_is_typed() {
     assert!(matches!(err, RpcError::Remote(RpcFailure { status: 400, .. })), "{err}");
     shutdown.cancel();
 }
+
+/// One batch larger than the acknowledgements the context lets be outstanding (4,096) is
+/// published whole, not stuck waiting on itself.
+#[tokio::test]
+async fn a_batch_larger_than_the_ack_limit_is_published() {
+    let nats = NatsServer::start_new();
+    let bus = bus(&nats).await;
+    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    let published = tokio::time::timeout(Duration::from_secs(60), publish(&bus, 1, 10_000)).await;
+    assert!(published.is_ok(), "a 10,000-event batch did not finish within 60 s");
+    assert_eq!(bus.last_sequence("KUBEGATE_IDENTITY").await.unwrap(), 10_000);
+}

@@ -223,7 +223,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         out,
         "- The load generator (one wrk or h2load thread), kubegate, nginx, kube-sim, NATS and PostgreSQL all \
-         share these {} cores, and other engineers' builds ran on the same machine at times: absolute \
+         share these {} cores, and nothing stops other work on the machine during a run: absolute \
          numbers are low and noisy, the **ratios** between the three paths, measured in interleaved rounds, \
          are what matter.\n",
         m.cores
@@ -432,10 +432,9 @@ pub fn markdown(r: &Results) -> String {
         Some(a) => {
             let _ = writeln!(
                 out,
-                "{} `RequestAudited` records ({:.0} MiB in `KUBEGATE_AUDIT`) replayed from the first with an ordered \
-                 consumer and written as JSON lines ({:.0} MiB). Engine: {}. This is the replay engine the \
-                 `kubegate audit` command uses; once `kubegate audit --format json` exists the bench runs the command \
-                 instead (see `replay_audit` in `tests/bench/src/scenarios/cold.rs`). Median of {} runs.\n",
+                "{} `RequestAudited` records ({:.0} MiB in `KUBEGATE_AUDIT`) replayed from the first and written \
+                 as JSON lines ({:.0} MiB) by {}, its output to a file; the time is the command's, from start \
+                 to exit. Median of {} runs.\n",
                 a.records,
                 a.stream_mib,
                 a.json_mib,

@@ -7,15 +7,13 @@
 //! time from process start until `/readyz` answers 200, and its resident memory then (VmRSS) and
 //! at its peak (VmHWM).
 //!
-//! Audit replay: `RequestAudited` records published to `KUBEGATE_AUDIT`, then replayed from the
-//! first with `kubegate_bus::Feed` (an ordered pull consumer) and written as JSON lines — the
-//! replay engine the `kubegate audit` command uses.
+//! Audit replay: `RequestAudited` records published to `KUBEGATE_AUDIT`, then replayed to JSON
+//! lines by the `kubegate audit` command, as an operator runs it.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kubegate_bus::{Bus, FeedItem, NatsConfig, StreamDef};
+use kubegate_bus::{Bus, NatsConfig, StreamDef};
 use kubegate_events::access::EnvironmentRole;
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
@@ -428,9 +426,7 @@ pub async fn run(
         let mut json_bytes = 0;
         for _ in 0..plan.audit_runs {
             let out = work.path().join("audit.jsonl");
-            let t0 = Instant::now();
-            let (n, bytes) = replay_audit(&bus, &out, plan.audit_records as u64).await?;
-            let took = t0.elapsed().as_secs_f64();
+            let (n, bytes, took) = replay_audit(&nats.url(), &out).await?;
             if n != plan.audit_records as u64 {
                 return Err(format!("replayed {n} audit records, expected {}", plan.audit_records));
             }
@@ -448,8 +444,7 @@ pub async fn run(
             records_per_second: plan.audit_records as f64 / replay_s.max(1e-9),
             json_mib: json_bytes as f64 / 1048576.0,
             runs_s: runs,
-            engine: "kubegate_bus::Feed (ordered pull consumer) → RawEnvelope → AuditEvent → JSON lines"
-                .into(),
+            engine: format!("the command line: `{REPLAY_COMMAND}`"),
         })
     } else {
         None
@@ -459,52 +454,40 @@ pub async fn run(
     Ok((cold_result, audit_result))
 }
 
-/// Replays `KUBEGATE_AUDIT` from its first record to JSON lines in `out`; returns (records, bytes).
-///
-/// This is the replay engine the `kubegate audit` command uses.
-// When `kubegate audit --format json` exists, run the command here instead (with the bench
-// nats-server's URL and `--since` covering the synthetic records), count its output lines, and
-// set `AuditResult::engine` to the command line.
-async fn replay_audit(bus: &Bus, out: &std::path::Path, expected: u64) -> Result<(u64, u64), String> {
+/// The command an operator runs, timed: `kubegate audit --format json --kind request` over the
+/// whole range, its output written to `out`.
+const REPLAY_COMMAND: &str = "kubegate audit --format json --kind request --since 3650d";
+
+/// Runs [`REPLAY_COMMAND`] against `nats_url` with its output in `out`; returns (records, bytes,
+/// seconds the command took). Counting the lines afterwards is not part of the time.
+async fn replay_audit(nats_url: &str, out: &std::path::Path) -> Result<(u64, u64, f64), String> {
     let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut feed =
-        kubegate_bus::Feed::follow(bus.clone(), AuditEvent::STREAM, &AuditEvent::subject_filter(), 1);
+    let args: Vec<&str> = REPLAY_COMMAND.split(' ').skip(1).collect();
+    let t0 = Instant::now();
+    let child = tokio::process::Command::new(workspace_bin("kubegate"))
+        .args(&args)
+        .env("KUBEGATE_NATS_URL", nats_url)
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting kubegate audit: {e}"))?;
+    let done = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .map_err(|_| "kubegate audit did not finish within 300 s".to_string())?
+        .map_err(|e| format!("kubegate audit: {e}"))?;
+    let took = t0.elapsed().as_secs_f64();
+    if !done.status.success() {
+        return Err(format!("kubegate audit failed: {}", String::from_utf8_lossy(&done.stderr)));
+    }
+    let text = std::fs::File::open(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut n = 0u64;
     let mut bytes = 0u64;
-    let mut line = Vec::with_capacity(2048);
-    loop {
-        let item = tokio::time::timeout(Duration::from_secs(60), feed.recv())
-            .await
-            .map_err(|_| format!("the audit replay stalled after {n} records"))?
-            .ok_or("the audit feed ended")?;
-        match item {
-            FeedItem::Event { envelope, .. } => {
-                let typed = envelope.decode::<AuditEvent>().map_err(|e| e.to_string())?;
-                line.clear();
-                serde_json::to_writer(
-                    &mut line,
-                    &serde_json::json!({
-                        "time": typed.occurred_at,
-                        "replica": typed.stream,
-                        "position": typed.position,
-                        "actor": typed.actor,
-                        "type": envelope.event_type,
-                        "record": envelope.payload,
-                    }),
-                )
-                .map_err(|e| e.to_string())?;
-                line.push(b'\n');
-                w.write_all(&line).map_err(|e| e.to_string())?;
-                bytes += line.len() as u64;
-                n += 1;
-            }
-            FeedItem::CaughtUp { .. } if n >= expected => break,
-            FeedItem::CaughtUp { .. } => {}
-            FeedItem::Undecodable { error, .. } => return Err(format!("undecodable audit record: {error}")),
-            FeedItem::Reset(e) => return Err(e.to_string()),
-        }
+    for line in std::io::BufRead::split(std::io::BufReader::with_capacity(1 << 20, text), b'\n') {
+        let line = line.map_err(|e| e.to_string())?;
+        bytes += line.len() as u64 + 1;
+        n += u64::from(!line.is_empty());
     }
-    w.flush().map_err(|e| e.to_string())?;
-    Ok((n, bytes))
+    Ok((n, bytes, took))
 }

@@ -76,7 +76,7 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
                     let (a50, a99) = (k.p50_us - d.p50_us, k.p99_us - d.p99_us);
                     p50_ok &= a50 <= 150.0;
                     p99_ok &= a99 <= 1000.0;
-                    parts.push(format!("{label} {}: +{a50:.0} µs / +{a99:.0} µs", proto.as_str()));
+                    parts.push(format!("{label} {}: {a50:+.0} µs / {a99:+.0} µs", proto.as_str()));
                 }
             }
         }

@@ -96,7 +96,11 @@ async fn a_postgres_restart_during_appends_loses_nothing_and_invents_nothing() {
         ok.len()
     );
     assert!(ok.len() >= 10, "too few creations went through: {attempts:?}");
-    assert!(failed > 0, "the restarts were not noticed by any request");
+    // The restarts reached the writes: identity's appends failed and were retried (a request in
+    // flight then waits and succeeds, or fails; both are allowed, neither may lose or invent).
+    let retried = stack.identity.logs().matches("append failed; retrying").count();
+    assert!(retried > 0 || failed > 0, "the restarts were not noticed by any append");
+    println!("{retried} appends retried after a lost connection");
 
     // The log in PostgreSQL.
     let (db, conn) = tokio_postgres::connect(

@@ -340,6 +340,18 @@ impl Stack {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, body, _) = self.api_with_request_id(method, path, token, body).await;
+        (status, body)
+    }
+
+    /// [`Stack::api`], plus the request id kubegate named in the answer.
+    pub async fn api_with_request_id(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
         let mut req = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -349,8 +361,9 @@ impl Stack {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
+        let id = request_id(resp.headers());
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), id)
     }
 
     pub async fn session(&self, user: &str, password: &str) -> String {
@@ -419,6 +432,16 @@ impl Stack {
         let path = self.dir.path().join(format!("{name}.kubeconfig"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// Registers environment `i` as `name`, downloads the admin's kubeconfig for it and waits
+    /// until every replica serves it: (environment id, kubeconfig path, its token).
+    pub async fn admin_ready(&self, i: usize, name: &str) -> (u64, PathBuf, String) {
+        let env = self.register(i, name).await;
+        let kc = self.kubeconfig_file(&self.admin, &[env], "admin").await;
+        self.wait_environment_everywhere(&kc).await;
+        let token = token_of(&kc);
+        (env, kc, token)
     }
 
     /// Waits until every proxy replica knows environment `id` (its `/readyz` names the count)

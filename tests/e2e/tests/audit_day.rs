@@ -64,18 +64,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value, String) {
-    let mut req = stack.client.request(method.parse().unwrap(), stack.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let id = request_id(resp.headers());
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), id)
+    stack.api_with_request_id(method, path, token, body).await
 }
 
 /// What the oracle knows of one stored message, read straight from the stream's JSON.

@@ -85,10 +85,7 @@ async fn a_nats_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_is_survived_and_catches_up_before_serving() {
     let mut stack = Stack::start(Options { environments: 1, ..Options::default() }).await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, _, token) = stack.admin_ready(0, "one").await;
 
     // Load through the load balancer while replica 0 dies.
     let url = stack.url(&format!("/api/endpoints/{env}/kubernetes/api/v1/namespaces/default/pods"));

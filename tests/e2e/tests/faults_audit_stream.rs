@@ -22,10 +22,7 @@ async fn a_deleted_audit_stream_is_recreated_and_no_record_is_lost() {
     let stack =
         Stack::start(Options { proxies: 1, environments: 1, load_balancer: false, ..Options::default() })
             .await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, _, token) = stack.admin_ready(0, "one").await;
     let mut before = HashSet::new();
     for _ in 0..20 {
         before.insert(get(&stack, env, &token).await);

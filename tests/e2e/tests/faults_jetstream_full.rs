@@ -28,10 +28,7 @@ async fn a_full_jetstream_store_loses_no_audit_record_and_no_event() {
         ..Options::default()
     })
     .await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, _, token) = stack.admin_ready(0, "one").await;
     let mut ids = HashSet::new();
     ids.insert(get(&stack, env, &token).await);
 

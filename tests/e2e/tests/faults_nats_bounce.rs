@@ -109,10 +109,7 @@ async fn kubeconfig_token(stack: &Stack, env: u64, round: usize) -> Option<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_bounced_for_two_minutes_under_traffic_loses_and_doubles_nothing() {
     let mut stack = Stack::start(Options { environments: 1, ..Options::default() }).await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, _, token) = stack.admin_ready(0, "one").await;
 
     // Traffic on both replicas, directly, for the whole time.
     let stop = Arc::new(AtomicBool::new(false));

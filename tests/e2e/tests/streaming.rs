@@ -27,10 +27,7 @@ async fn a_100_mb_list_streams_with_flat_memory_and_every_request_is_audited() {
     let stack =
         Stack::start(Options { proxies: 1, environments: 1, load_balancer: false, ..Options::default() })
             .await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, kc, token) = stack.admin_ready(0, "one").await;
     let pid = stack.proxies[0].pid().unwrap();
 
     // Warm up the path so connection pools and caches exist before measuring.
@@ -100,10 +97,7 @@ async fn watches_beyond_one_upstream_connection_limit_all_see_events() {
         ..Options::default()
     })
     .await;
-    let env = stack.register(0, "one").await;
-    let kc = stack.kubeconfig_file(&stack.admin, &[env], "admin").await;
-    stack.wait_environment_everywhere(&kc).await;
-    let token = token_of(&kc);
+    let (env, _, token) = stack.admin_ready(0, "one").await;
     let port = stack.proxy_ports[0];
     let authority = format!("127.0.0.1:{port}");
     let uri = format!(

@@ -141,22 +141,15 @@ impl Tools {
         connections: usize,
         duration: Duration,
     ) -> Result<LoadRun, String> {
-        let out = Command::new(&self.wrk)
-            .args(["-t1", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs().max(1))])
-            .args(["--timeout", "10s", "--latency", "-s"])
-            .arg(&self.script)
-            .args(["-H", &format!("Authorization: {authorization}")])
-            .arg(url)
-            .output()
-            .map_err(|e| format!("running wrk: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if !out.status.success() {
-            return Err(format!(
-                "wrk failed ({}): {text}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let text = run(
+            "wrk",
+            Command::new(&self.wrk)
+                .args(["-t1", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs().max(1))])
+                .args(["--timeout", "10s", "--latency", "-s"])
+                .arg(&self.script)
+                .args(["-H", &format!("Authorization: {authorization}")])
+                .arg(url),
+        )?;
         parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
     }
 
@@ -169,23 +162,16 @@ impl Tools {
         log_dir: &Path,
     ) -> Result<LoadRun, String> {
         let log = log_dir.join(format!("h2load-{}.log", uuid::Uuid::new_v4().simple()));
-        let out = Command::new(&self.h2load)
-            .args(["-t1", &format!("-c{connections}"), "-m1"])
-            .args(["-D", &format!("{}", duration.as_secs().max(1))])
-            .args(["-H", &format!("authorization: {authorization}")])
-            .arg("--log-file")
-            .arg(&log)
-            .arg(url)
-            .output()
-            .map_err(|e| format!("running h2load: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if !out.status.success() {
-            return Err(format!(
-                "h2load failed ({}): {text}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let text = run(
+            "h2load",
+            Command::new(&self.h2load)
+                .args(["-t1", &format!("-c{connections}"), "-m1"])
+                .args(["-D", &format!("{}", duration.as_secs().max(1))])
+                .args(["-H", &format!("authorization: {authorization}")])
+                .arg("--log-file")
+                .arg(&log)
+                .arg(url),
+        )?;
         let log_text =
             std::fs::read_to_string(&log).map_err(|e| format!("reading {}: {e}", log.display()))?;
         let _ = std::fs::remove_file(&log);
@@ -264,6 +250,20 @@ pub fn parse_h2load(summary: &str, log: &str) -> Option<LoadRun> {
     run.p99_us = spread.p99;
     run.p999_us = spread.p999;
     (run.rps > 0.0).then_some(run)
+}
+
+/// Runs a load tool to its end; its standard output, or an error with both outputs.
+fn run(name: &str, command: &mut Command) -> Result<String, String> {
+    let out = command.output().map_err(|e| format!("running {name}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(format!(
+            "{name} failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -38,29 +38,20 @@ impl Nginx {
         let config = config(port, d, &ca, site);
         let conf = d.join("nginx.conf");
         std::fs::write(&conf, config).map_err(|e| format!("writing {}: {e}", conf.display()))?;
-        let test = Command::new(binary)
-            .arg("-p")
-            .arg(d)
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
-            .arg("-t")
-            .output()
-            .map_err(|e| format!("running {} -t: {e}", binary.display()))?;
+        // nginx with its prefix, error log and configuration in `d`.
+        let nginx = || {
+            let mut c = Command::new(binary);
+            c.arg("-p").arg(d).arg("-e").arg(d.join("error.log")).arg("-c").arg(&conf);
+            c
+        };
+        let test = nginx().arg("-t").output().map_err(|e| format!("running {} -t: {e}", binary.display()))?;
         if !test.status.success() {
             return Err(format!(
                 "nginx rejected its configuration:\n{}",
                 String::from_utf8_lossy(&test.stderr)
             ));
         }
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(d)
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
+        let child = nginx()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

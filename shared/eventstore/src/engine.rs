@@ -221,14 +221,14 @@ impl<M: Model, S: Side<M>> Task<M, S> {
             }
         }
         let synced = self.sync().await;
+        // Reads are answered first, from the state every earlier batch left. A command in this
+        // batch has not been answered yet, so a read that arrived alongside it may be ordered
+        // before it; answering the reads first lets all the batch's commands share one append
+        // (a read between two commands would otherwise split the group commit in two).
         let mut pending: Vec<Pending<M>> = Vec::new();
         for request in batch {
             match request {
-                Request::Read(f) => {
-                    // Reads see every command queued before them.
-                    self.flush(&mut pending).await;
-                    f(&self.model);
-                }
+                Request::Read(f) => f(&self.model),
                 Request::Execute { command, origin, reply } => {
                     if let Err(e) = &synced {
                         let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));

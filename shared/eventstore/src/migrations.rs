@@ -4,8 +4,13 @@
 use crate::store::{StoreError, pg_message};
 
 /// (name, SQL) in the order they apply.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("eventstore/0001_events.sql", include_str!("../../../schemas/sql/eventstore/0001_events.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("eventstore/0001_events.sql", include_str!("../../../schemas/sql/eventstore/0001_events.sql")),
+    (
+        "eventstore/0002_append_function.sql",
+        include_str!("../../../schemas/sql/eventstore/0002_append_function.sql"),
+    ),
+];
 
 const MIGRATION_LOCK: i64 = 0x6b67_6d69_6772_6174; // "kgmigrat"
 

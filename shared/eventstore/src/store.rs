@@ -14,6 +14,17 @@ use uuid::Uuid;
 use crate::migrations;
 
 /// Serializes appends, so positions are handed out and committed in the same order.
+/// The columns `row_to_envelope` reads, followed by the rest of a statement (a literal).
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, id, stream, sequence, type, version, occurred_at, actor::text,
+        correlation_id, payload::text FROM kubegate_events ",
+            $rest
+        )
+    };
+}
+
 const APPEND_LOCK: i64 = 0x6b67_6576_656e_7473; // "kgevents"
 
 /// What the caller expects a stream's version to be before its events are appended.
@@ -220,20 +231,15 @@ impl EventStore {
         }
     }
 
+    /// One statement, one round trip: `kubegate_append` (schemas/sql/eventstore/0002) does the
+    /// whole append server-side, as its own transaction.
     async fn try_append(&self, appends: &[StreamAppend]) -> Result<Vec<RawEnvelope>, AppendFailure> {
-        let mut client = self.pool.get().await.map_err(|e| AppendFailure::Store(pool_error(e)))?;
-        let tx = client.transaction().await.map_err(AppendFailure::pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await.map_err(AppendFailure::pg)?;
-        let mut position: i64 = tx
-            .query_one("SELECT COALESCE(MAX(position), 0) FROM kubegate_events", &[])
-            .await
-            .map_err(AppendFailure::pg)?
-            .get(0);
+        let client = self.pool.get().await.map_err(|e| AppendFailure::Store(pool_error(e)))?;
         let count: usize = appends.iter().map(|a| a.events.len()).sum();
-        let mut positions = Vec::with_capacity(count);
+        let mut a_streams = Vec::with_capacity(appends.len());
+        let mut a_expected = Vec::with_capacity(appends.len());
+        let mut a_counts = Vec::with_capacity(appends.len());
         let mut ids = Vec::with_capacity(count);
-        let mut streams = Vec::with_capacity(count);
-        let mut sequences = Vec::with_capacity(count);
         let mut types = Vec::with_capacity(count);
         let mut versions = Vec::with_capacity(count);
         let mut subjects = Vec::with_capacity(count);
@@ -241,111 +247,117 @@ impl EventStore {
         let mut actors = Vec::with_capacity(count);
         let mut correlations = Vec::with_capacity(count);
         let mut payloads = Vec::with_capacity(count);
-        let mut stored = Vec::with_capacity(count);
-        // A batch may append to one stream several times (commands decided one after another).
-        let mut in_batch: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
         for append in appends {
-            let current = match in_batch.get(append.stream.as_str()) {
-                Some(v) => *v,
-                None => {
-                    let v: i64 = tx
-                        .query_one(
-                            "SELECT COALESCE(MAX(sequence), 0) FROM kubegate_events WHERE stream = $1",
-                            &[&append.stream],
-                        )
-                        .await
-                        .map_err(AppendFailure::pg)?
-                        .get(0);
-                    v as u64
-                }
-            };
-            let ok = match append.expected {
-                Expected::Any => true,
-                Expected::NoStream => current == 0,
-                Expected::Exactly(v) => current == v,
-            };
-            if !ok {
-                // A retry of an append that did commit looks like a conflict: check the ids.
-                if let Some((_, e)) = append.events.first() {
-                    let exists = tx
-                        .query_opt("SELECT 1 FROM kubegate_events WHERE id = $1", &[&e.id])
-                        .await
-                        .map_err(AppendFailure::pg)?;
-                    if exists.is_some() {
-                        return Err(AppendFailure::AlreadyStored);
-                    }
-                }
-                return Err(AppendFailure::Store(StoreError::Conflict {
-                    stream: append.stream.clone(),
-                    expected: append.expected,
-                    actual: current,
-                }));
-            }
-            let mut sequence = current;
-            for (subject, event) in &append.events {
-                position += 1;
-                sequence += 1;
-                let mut e = event.clone();
-                e.stream = append.stream.clone();
-                e.sequence = sequence;
-                e.position = position as u64;
-                positions.push(position);
+            a_streams.push(append.stream.as_str());
+            a_expected.push(match append.expected {
+                Expected::Any => -1_i64,
+                Expected::NoStream => 0,
+                Expected::Exactly(v) => v as i64,
+            });
+            a_counts.push(i32::try_from(append.events.len()).unwrap_or(i32::MAX));
+            for (subject, e) in &append.events {
                 ids.push(e.id);
-                streams.push(e.stream.clone());
-                sequences.push(sequence as i64);
-                types.push(e.event_type.clone());
+                types.push(e.event_type.as_str());
                 versions.push(i32::from(e.version));
-                subjects.push(subject.to_string());
+                subjects.push(*subject);
                 times.push(e.occurred_at);
                 actors.push(
                     serde_json::to_string(&e.actor)
                         .map_err(|e| AppendFailure::Store(StoreError::Encode(e.to_string())))?,
                 );
-                correlations.push(e.correlation_id.clone());
-                payloads.push(e.payload.get().to_string());
-                stored.push(e);
+                correlations.push(e.correlation_id.as_str());
+                payloads.push(e.payload.get());
             }
-            in_batch.insert(append.stream.as_str(), sequence);
         }
-        let inserted = tx
-            .execute(
-                "INSERT INTO kubegate_events
-                   (position, id, stream, sequence, type, version, subject, occurred_at, actor, correlation_id, payload)
-                 SELECT p, i, s, q, t, v, sj, o, a::jsonb, c, pl::jsonb
-                 FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[],
-                             $8::timestamptz[], $9::text[], $10::text[], $11::text[])
-                      AS x(p, i, s, q, t, v, sj, o, a, c, pl)",
+        let statement = client
+            .prepare_cached(
+                "SELECT first_position, sequences, conflict_stream, conflict_expected, conflict_actual,
+                        already_stored
+                 FROM kubegate_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .await
+            .map_err(AppendFailure::pg)?;
+        let row = client
+            .query_one(
+                &statement,
                 &[
-                    &positions, &ids, &streams, &sequences, &types, &versions, &subjects, &times, &actors,
-                    &correlations, &payloads,
+                    &APPEND_LOCK,
+                    &a_streams,
+                    &a_expected,
+                    &a_counts,
+                    &ids,
+                    &types,
+                    &versions,
+                    &subjects,
+                    &times,
+                    &actors,
+                    &correlations,
+                    &payloads,
                 ],
             )
             .await;
-        if let Err(e) = inserted {
-            if e.as_db_error().map(|d| d.constraint() == Some("kubegate_events_id_key")).unwrap_or(false) {
+        let row = match row {
+            Ok(row) => row,
+            Err(e)
+                if e.as_db_error()
+                    .map(|d| d.constraint() == Some("kubegate_events_id_key"))
+                    .unwrap_or(false) =>
+            {
                 return Err(AppendFailure::AlreadyStored);
             }
-            return Err(AppendFailure::pg(e));
+            Err(e) => return Err(AppendFailure::pg(e)),
+        };
+        let corrupt = |message: String| AppendFailure::Store(StoreError::Corrupt { position: 0, message });
+        let column = |e: tokio_postgres::Error| corrupt(format!("unexpected answer to an append: {e}"));
+        if row.try_get::<_, bool>(5).map_err(column)? {
+            return Err(AppendFailure::AlreadyStored);
         }
-        tx.execute("INSERT INTO kubegate_outbox (position) SELECT UNNEST($1::int8[])", &[&positions])
-            .await
-            .map_err(AppendFailure::pg)?;
-        tx.execute("SELECT pg_notify('kubegate_outbox', '')", &[]).await.map_err(AppendFailure::pg)?;
-        tx.commit().await.map_err(AppendFailure::pg)?;
+        if let Some(stream) = row.try_get::<_, Option<String>>(2).map_err(column)? {
+            let expected =
+                Expected::version(row.try_get::<_, Option<i64>>(3).map_err(column)?.unwrap_or(0) as u64);
+            let actual = row.try_get::<_, Option<i64>>(4).map_err(column)?.unwrap_or(0) as u64;
+            return Err(AppendFailure::Store(StoreError::Conflict { stream, expected, actual }));
+        }
+        let first: i64 = row.try_get::<_, Option<i64>>(0).map_err(column)?.unwrap_or(0);
+        let sequences: Vec<i64> = row.try_get(1).map_err(column)?;
+        if first <= 0 || sequences.len() != count {
+            return Err(corrupt(format!(
+                "the append returned {} sequences for {count} events",
+                sequences.len()
+            )));
+        }
+        let mut stored = Vec::with_capacity(count);
+        let events = appends.iter().flat_map(|a| a.events.iter().map(move |(_, e)| (a, e)));
+        for (i, ((append, event), sequence)) in events.zip(sequences).enumerate() {
+            let mut e = event.clone();
+            e.stream = append.stream.clone();
+            e.sequence = sequence as u64;
+            e.position = (first + i as i64) as u64;
+            stored.push(e);
+        }
         Ok(stored)
     }
 
     async fn load_ids(&self, first_id: Uuid, count: usize) -> Result<Vec<RawEnvelope>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
-            .query_opt("SELECT position FROM kubegate_events WHERE id = $1", &[&first_id])
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT position FROM kubegate_events WHERE id = $1")
+                    .await
+                    .map_err(StoreError::from_pg)?,
+                &[&first_id],
+            )
             .await
             .map_err(StoreError::from_pg)?;
         let Some(row) = row else { return Ok(Vec::new()) };
         let first: i64 = row.get(0);
         let rows = client
             .query(
-                &format!("{SELECT_EVENTS} WHERE position >= $1 ORDER BY position LIMIT $2"),
+                &client
+                    .prepare_cached(select_events!("WHERE position >= $1 ORDER BY position LIMIT $2"))
+                    .await
+                    .map_err(StoreError::from_pg)?,
                 &[&first, &(count as i64)],
             )
             .await
@@ -357,7 +369,13 @@ impl EventStore {
     pub async fn load_stream(&self, stream: &str) -> Result<Vec<RawEnvelope>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
-            .query(&format!("{SELECT_EVENTS} WHERE stream = $1 ORDER BY sequence"), &[&stream])
+            .query(
+                &client
+                    .prepare_cached(select_events!("WHERE stream = $1 ORDER BY sequence"))
+                    .await
+                    .map_err(StoreError::from_pg)?,
+                &[&stream],
+            )
             .await
             .map_err(StoreError::from_pg)?;
         rows.iter().map(row_to_envelope).collect()
@@ -368,7 +386,10 @@ impl EventStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                &format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2"),
+                &client
+                    .prepare_cached(select_events!("WHERE position > $1 ORDER BY position LIMIT $2"))
+                    .await
+                    .map_err(StoreError::from_pg)?,
                 &[&(position as i64), &(limit as i64)],
             )
             .await
@@ -380,7 +401,13 @@ impl EventStore {
     pub async fn last_position(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
-            .query_one("SELECT COALESCE(MAX(position), 0) FROM kubegate_events", &[])
+            .query_one(
+                &client
+                    .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM kubegate_events")
+                    .await
+                    .map_err(StoreError::from_pg)?,
+                &[],
+            )
             .await
             .map_err(StoreError::from_pg)?;
         Ok(row.get::<_, i64>(0) as u64)
@@ -390,7 +417,13 @@ impl EventStore {
     pub async fn outbox_pending(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
-            .query_one("SELECT COUNT(*) FROM kubegate_outbox", &[])
+            .query_one(
+                &client
+                    .prepare_cached("SELECT COUNT(*) FROM kubegate_outbox")
+                    .await
+                    .map_err(StoreError::from_pg)?,
+                &[],
+            )
             .await
             .map_err(StoreError::from_pg)?;
         Ok(row.get::<_, i64>(0) as u64)
@@ -399,11 +432,13 @@ impl EventStore {
     pub(crate) async fn outbox_batch(&self, limit: usize) -> Result<Vec<(String, RawEnvelope)>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
-            .query(
-                "SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at, e.actor::text,
+            // The pending positions first, then each event by its key: a join lets the planner
+            // merge-join (or hash) the whole log on every drain, a cost that grows with the log.
+            .query(&client.prepare_cached("SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at, e.actor::text,
                         e.correlation_id, e.payload::text, e.subject
-                 FROM kubegate_outbox o JOIN kubegate_events e USING (position)
-                 ORDER BY o.position LIMIT $1",
+                 FROM kubegate_events e
+                 WHERE e.position = ANY (ARRAY (SELECT position FROM kubegate_outbox ORDER BY position LIMIT $1))
+                 ORDER BY e.position").await.map_err(StoreError::from_pg)?,
                 &[&(limit as i64)],
             )
             .await
@@ -414,7 +449,13 @@ impl EventStore {
     pub(crate) async fn outbox_done(&self, positions: &[i64]) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
-            .execute("DELETE FROM kubegate_outbox WHERE position = ANY($1)", &[&positions])
+            .execute(
+                &client
+                    .prepare_cached("DELETE FROM kubegate_outbox WHERE position = ANY($1)")
+                    .await
+                    .map_err(StoreError::from_pg)?,
+                &[&positions],
+            )
             .await
             .map_err(StoreError::from_pg)?;
         Ok(())
@@ -431,9 +472,6 @@ impl AppendFailure {
         AppendFailure::Store(StoreError::from_pg(e))
     }
 }
-
-const SELECT_EVENTS: &str = "SELECT position, id, stream, sequence, type, version, occurred_at, actor::text,
-        correlation_id, payload::text FROM kubegate_events";
 
 fn row_to_envelope(row: &tokio_postgres::Row) -> Result<RawEnvelope, StoreError> {
     let position: i64 = row.get(0);

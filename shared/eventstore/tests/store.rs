@@ -268,3 +268,39 @@ async fn a_missing_database_is_created_on_first_start() {
     tokio::spawn(conn);
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {}_new WITH (FORCE)", db.name)).await.unwrap();
 }
+
+#[tokio::test]
+async fn two_writers_appending_at_once_get_gap_free_positions_and_one_winner_per_version() {
+    let db = TestDb::create().await;
+    let (a, b) = (store(&db).await, store(&db).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60u64 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            // Every writer appends to its own stream, and all race for version 1 of "shared".
+            let own =
+                s.append(&[append(&format!("user-{i}"), Expected::NoStream, vec![ev(i), ev(i + 100)])]).await;
+            let shared = s.append(&[append("shared", Expected::NoStream, vec![ev(i + 1000)])]).await;
+            (own, shared)
+        });
+    }
+    let mut winners = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (own, shared) = r.unwrap();
+        assert_eq!(own.unwrap().iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2]);
+        match shared {
+            Ok(stored) => {
+                winners += 1;
+                assert_eq!(stored[0].sequence, 1);
+            }
+            Err(e) => assert!(
+                matches!(e, StoreError::Conflict { actual: 1, expected: Expected::NoStream, .. }),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one writer creates the stream");
+    let all = a.read_after(0, 1000).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=121).collect::<Vec<_>>());
+    assert_eq!(a.outbox_pending().await.unwrap(), 121);
+}

@@ -10,6 +10,7 @@ use kubegate_token::Scope;
 
 use super::AppState;
 use super::error::{ApiError, HTTPS_REQUIRED, IDENTITY_NOT_READY};
+use crate::engine::Model;
 
 /// The signed-in user behind a session token.
 #[derive(Debug, Clone)]
@@ -29,32 +30,42 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Who `token` belongs to, in identity's view as `model` holds it (not trusted: no answer).
+    pub fn of(model: &Model, token: &SessionToken, now: i64) -> Result<Session, ApiError> {
+        if !model.identity_health().is_ready() {
+            return Err(ApiError::Unavailable(IDENTITY_NOT_READY.into()));
+        }
+        model
+            .identity
+            .state
+            .authenticate(&token.0, Scope::Session, now)
+            .map(|(user, _)| Session { user_id: user.id, username: user.username.clone(), role: user.role })
+            .map_err(ApiError::Unauthorized)
+    }
+}
+
+/// The bearer token of a request, not yet checked: for a handler that checks it in the same
+/// read of the model as the rest of its work (`Session::of`).
+pub struct SessionToken(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        bearer(parts)
+            .map(|t| SessionToken(t.to_string()))
+            .ok_or_else(|| ApiError::Unauthorized("sign in first: no bearer token".into()))
+    }
+}
+
 impl FromRequestParts<AppState> for Session {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token =
-            bearer(parts).ok_or_else(|| ApiError::Unauthorized("sign in first: no bearer token".into()))?;
-        let token = token.to_string();
+        let token = SessionToken::from_request_parts(parts, state).await?;
         let now = chrono::Utc::now().timestamp();
-        state
-            .engine
-            .read(move |m| {
-                // Identity's view decides who the token belongs to: not trusted, no answer.
-                if !m.identity_health().is_ready() {
-                    return Err(ApiError::Unavailable(IDENTITY_NOT_READY.into()));
-                }
-                m.identity
-                    .state
-                    .authenticate(&token, Scope::Session, now)
-                    .map(|(user, _)| Session {
-                        user_id: user.id,
-                        username: user.username.clone(),
-                        role: user.role,
-                    })
-                    .map_err(ApiError::Unauthorized)
-            })
-            .await?
+        state.engine.read(move |m| Session::of(m, &token, now)).await?
     }
 }
 

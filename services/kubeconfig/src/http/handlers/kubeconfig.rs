@@ -11,8 +11,7 @@ use kubegate_identity::rpc::{ISSUE_TOKEN_SUBJECT, IssueTokenRequest, IssuedToken
 use super::origin;
 use crate::domain::{Chosen, Command, choose};
 use crate::http::download::{Format, content_disposition, negotiate, parse_selection};
-use crate::http::error::IDENTITY_NOT_READY;
-use crate::http::extract::{ClientAddr, Correlation, Https, Session};
+use crate::http::extract::{ClientAddr, Correlation, Https, Session, SessionToken};
 use crate::http::{ApiError, AppState};
 use crate::kubeconfig_file::{BearerToken, Environment, KubeconfigRequest, render};
 
@@ -20,25 +19,28 @@ pub async fn download(
     State(state): State<AppState>,
     // First: a request that did not arrive over TLS is refused before anything else is looked at.
     _: Https,
-    session: Session,
+    token: SessionToken,
     ClientAddr(client): ClientAddr,
     Correlation(correlation): Correlation,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let selection = parse_selection(query.as_deref()).map_err(ApiError::BadRequest)?;
+    // Checked after the session: who asks is answered before what they asked for.
+    let selection = parse_selection(query.as_deref()).map_err(ApiError::BadRequest);
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
 
-    let user_id = session.user_id;
-    let chosen: Vec<Chosen> = state
+    // Who is asking and what they may have, in one look at the model.
+    let now = chrono::Utc::now().timestamp();
+    let (session, chosen): (Session, Vec<Chosen>) = state
         .engine
         .read(move |m| {
-            if !m.identity_health().is_ready() {
-                return Err(ApiError::Unavailable(IDENTITY_NOT_READY.into()));
-            }
-            choose(&m.environments, &m.identity.state, user_id, &selection).map_err(ApiError::from)
+            let session = Session::of(m, &token, now)?;
+            let selection = selection?;
+            let chosen = choose(&m.environments, &m.identity.state, session.user_id, &selection)?;
+            Ok::<_, ApiError>((session, chosen))
         })
         .await??;
+    let user_id = session.user_id;
     let environments: Vec<Environment> = chosen
         .iter()
         .map(|c| {

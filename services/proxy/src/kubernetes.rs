@@ -403,7 +403,7 @@ async fn serve(
 
     // Streams are registered so a revocation closes them.
     let session = is_stream.then(|| {
-        proxy.cache.sessions.open(Holder {
+        proxy.cache.open_stream(Holder {
             token_id: who.claims.jti.as_str().into(),
             kid: who.kid.clone(),
             user_id: who.user_id,

@@ -152,7 +152,7 @@ pub(crate) async fn forward(
         Some("portforward") => SessionKind::PortForward,
         _ => SessionKind::Exec,
     };
-    let (session_id, cancel) = proxy.cache.sessions.open(Holder {
+    let (session_id, cancel) = proxy.cache.open_stream(Holder {
         token_id: who.claims.jti.as_str().into(),
         kid: who.kid.clone(),
         user_id: who.user_id,

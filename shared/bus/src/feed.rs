@@ -144,6 +144,7 @@ impl FeedTask {
             Ok(m) => m,
             Err(_) => return Round::Retry,
         };
+        let lag = metrics::gauge!("kubegate_feed_lag_messages", "stream" => self.stream.clone());
         let mut caught_up = false;
         if last_at_start < self.next {
             caught_up = true;
@@ -169,8 +170,11 @@ impl FeedTask {
                     let Ok(info) = msg.info() else { continue };
                     let seq = info.stream_sequence;
                     let pending = info.pending;
-                    // How far behind the stream this consumer is: its lag.
-                    metrics::gauge!("kubegate_feed_lag_messages", "stream" => self.stream.clone()).set(pending as f64);
+                    // How far behind the stream this consumer is: its lag (set on every message
+                    // once caught up; while replaying a long history, every 1,024th is enough).
+                    if caught_up || pending % 1024 == 0 {
+                        lag.set(pending as f64);
+                    }
                     if seq < self.next {
                         continue;
                     }

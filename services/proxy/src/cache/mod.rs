@@ -21,7 +21,8 @@ use kubegate_token::{Claims, KeySet, Scope, TokenError};
 use sha2::{Digest, Sha256};
 
 use crate::upstream::Upstream;
-pub use sessions::Sessions;
+pub use sessions::{Holder, Sessions};
+use tokio_util::sync::CancellationToken;
 
 /// What the proxy knows of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +145,15 @@ pub enum Trust {
 
 const VERIFIED_CAPACITY: u64 = 100_000;
 
+/// Identity event types `apply_identity` does nothing with; the follower skips decoding them.
+pub(crate) const IGNORED_IDENTITY_EVENTS: &[&str] = &[
+    "KubeconfigTokenIssued",
+    "UserPasswordChanged",
+    "KubeconfigExpiryChanged",
+    "SignInSucceeded",
+    "SignInFailed",
+];
+
 pub struct Cache {
     keys: ArcSwap<KeySet>,
     retired_kids: DashMap<String, ()>,
@@ -256,6 +266,33 @@ impl Cache {
             return Err("token revoked; download a new kubeconfig".into());
         }
         Ok(Authenticated { claims: claims.clone(), kid: verified.kid.clone(), user_id, user })
+    }
+
+    /// Whether a stream's holder may still keep it open: its token not revoked, its key not
+    /// retired, its user present, enabled and not cut off, and the environment still granted.
+    /// Checked again right after a stream is registered, because a revocation applied between
+    /// the request's check and the registration would otherwise find nothing to close.
+    pub fn still_allowed(&self, holder: &Holder) -> bool {
+        if self.retired_kids.contains_key(&*holder.kid) || self.revoked.contains_key(&*holder.token_id) {
+            return false;
+        }
+        let Some(user) = self.users.get(&holder.user_id).map(|u| u.value().clone()) else { return false };
+        if user.disabled || holder.iat < user.valid_after {
+            return false;
+        }
+        self.environment(holder.environment_id)
+            .map(|env| self.grant(&user, holder.user_id, &env).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Registers a stream (see [`Sessions::open`]); when its holder lost the right to it in the
+    /// meantime, the returned token is already cancelled.
+    pub fn open_stream(&self, holder: Holder) -> (u64, CancellationToken) {
+        let (id, cancel) = self.sessions.open(holder.clone());
+        if !self.still_allowed(&holder) {
+            cancel.cancel();
+        }
+        (id, cancel)
     }
 
     pub fn environment(&self, id: u64) -> Option<Arc<Environment>> {

@@ -143,3 +143,70 @@ fn grants_come_from_policies_teams_and_the_admin_role() {
     cache.apply_environment(&EnvironmentEvent::EnvironmentRemoved(EnvironmentRemoved { environment_id: 1 }));
     assert!(cache.environment(1).is_none());
 }
+
+#[test]
+fn the_event_types_skipped_when_following_are_identity_types_the_cache_ignores() {
+    for name in IGNORED_IDENTITY_EVENTS {
+        assert!(
+            kubegate_events::envelope::subject_of::<IdentityEvent>(name).is_some(),
+            "{name} is not an identity event type"
+        );
+    }
+    // Applying one of them changes nothing a request could see.
+    let (cache, key) = cache_with_user();
+    let t = token(&key, "t-skip", NOW - 10, Some(NOW + 60), Scope::Kubeconfig);
+    assert!(cache.authenticate(&t, NOW).is_ok());
+    cache.apply_identity(&IdentityEvent::KubeconfigTokenIssued(KubeconfigTokenIssued {
+        token_id: "t-skip".into(),
+        user_id: 7,
+        username: "alice".into(),
+        environment_ids: vec![1],
+        issued_at: Utc.timestamp_opt(NOW - 10, 0).unwrap(),
+        expires_at: None,
+    }));
+    assert!(cache.authenticate(&t, NOW).is_ok());
+}
+
+#[test]
+fn a_stream_registered_after_its_token_was_revoked_is_closed_at_once() {
+    let (cache, _) = cache_with_user();
+    cache.apply_environment(&EnvironmentEvent::EnvironmentRegistered(EnvironmentRegistered {
+        environment_id: 1,
+        name: "prod".into(),
+        url: "https://127.0.0.1:6443".into(),
+        ca_pem: None,
+        insecure_skip_tls_verify: true,
+        credential: SealedCredential("sealed".into()),
+        credential_kind: CredentialKind::Token,
+    }));
+    cache.apply_environment(&EnvironmentEvent::AccessPolicySet(AccessPolicySet {
+        environment_id: 1,
+        users: vec![PolicyEntry { id: 7, role: EnvironmentRole::ReadOnly, namespaces: vec!["qa".into()] }],
+        teams: vec![],
+    }));
+    let holder = |jti: &str| Holder {
+        token_id: jti.into(),
+        kid: "k1".into(),
+        user_id: 7,
+        iat: NOW - 10,
+        environment_id: 1,
+    };
+    let (_, open) = cache.open_stream(holder("t1"));
+    assert!(!open.is_cancelled());
+    // The request was checked, then the revocation arrived, then the stream was registered.
+    cache.apply_identity(&IdentityEvent::KubeconfigTokenRevoked(KubeconfigTokenRevoked {
+        token_id: "t2".into(),
+        user_id: 7,
+        expires_at: None,
+    }));
+    let (_, late) = cache.open_stream(holder("t2"));
+    assert!(late.is_cancelled(), "registered after its revocation, yet left open");
+    assert!(!open.is_cancelled(), "another token's stream stays open");
+    // Losing access to the environment counts too.
+    cache.apply_environment(&EnvironmentEvent::AccessPolicySet(AccessPolicySet {
+        environment_id: 1,
+        users: vec![],
+        teams: vec![],
+    }));
+    assert!(cache.open_stream(holder("t3")).1.is_cancelled());
+}

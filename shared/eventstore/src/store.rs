@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::migrations;
 
-/// Serializes appends, so positions are handed out and committed in the same order.
 /// The columns `row_to_envelope` reads, followed by the rest of a statement (a literal).
 macro_rules! select_events {
     ($rest:literal) => {
@@ -25,6 +24,7 @@ macro_rules! select_events {
     };
 }
 
+/// Serializes appends, so positions are handed out and committed in the same order.
 const APPEND_LOCK: i64 = 0x6b67_6576_656e_7473; // "kgevents"
 
 /// What the caller expects a stream's version to be before its events are appended.

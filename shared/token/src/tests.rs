@@ -64,6 +64,19 @@ fn scope_confusion_is_refused() {
     );
     let kc = key.mint(&claims(Scope::Kubeconfig, Some(NOW + 60))).unwrap();
     assert!(matches!(keys.verify(&kc, Scope::Session, NOW), Err(TokenError::WrongScope { .. })));
+    // The header's `typ` decides nothing: whatever it says (or when it is absent), a session
+    // token signed by our own key is still a session token.
+    let payload = serde_json::to_string(&claims(Scope::Session, Some(NOW + 60))).unwrap();
+    for typ in [r#","typ":"JWT""#, r#","typ":"kubeconfig""#, r#","typ":"at+jwt""#, r#","typ":"""#, ""] {
+        let header = format!(r#"{{"alg":"EdDSA","kid":"k1"{typ}}}"#);
+        let token = forge(&our_dalek_key(), &header, &payload);
+        assert_eq!(
+            keys.verify(&token, Scope::Kubeconfig, NOW),
+            Err(TokenError::WrongScope { expected: "kubeconfig", found: "session" }),
+            "typ {typ:?}"
+        );
+        assert!(keys.verify(&token, Scope::Session, NOW).is_ok(), "typ {typ:?}: a genuine session token");
+    }
 }
 
 #[test]

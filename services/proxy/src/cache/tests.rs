@@ -34,6 +34,19 @@ fn token(key: &SigningKey, jti: &str, iat: i64, exp: Option<i64>, scope: Scope) 
     key.mint(&Claims { sub: "7".into(), name: "alice".into(), jti: jti.into(), iat, exp, scope }).unwrap()
 }
 
+/// Environment 1, "prod", with a credential the fleet key cannot open.
+fn register_prod(cache: &Cache) {
+    cache.apply_environment(&EnvironmentEvent::EnvironmentRegistered(EnvironmentRegistered {
+        environment_id: 1,
+        name: "prod".into(),
+        url: "https://127.0.0.1:6443".into(),
+        ca_pem: None,
+        insecure_skip_tls_verify: true,
+        credential: SealedCredential("sealed".into()),
+        credential_kind: CredentialKind::Token,
+    }));
+}
+
 #[test]
 fn a_valid_token_passes_and_an_expired_one_does_not() {
     let (cache, key) = cache_with_user();
@@ -111,15 +124,7 @@ fn grants_come_from_policies_teams_and_the_admin_role() {
     let (cache, _) = cache_with_user();
     cache.apply_identity(&IdentityEvent::TeamCreated(TeamCreated { team_id: 2, name: "sre".into() }));
     cache.apply_identity(&IdentityEvent::TeamMemberAdded(TeamMemberAdded { team_id: 2, user_id: 7 }));
-    cache.apply_environment(&EnvironmentEvent::EnvironmentRegistered(EnvironmentRegistered {
-        environment_id: 1,
-        name: "prod".into(),
-        url: "https://127.0.0.1:6443".into(),
-        ca_pem: None,
-        insecure_skip_tls_verify: true,
-        credential: SealedCredential("sealed".into()),
-        credential_kind: CredentialKind::Token,
-    }));
+    register_prod(&cache);
     let env = cache.environment(1).unwrap();
     let user = cache.users.get(&7).unwrap().value().clone();
     assert!(cache.grant(&user, 7, &env).is_none());
@@ -170,15 +175,7 @@ fn the_event_types_skipped_when_following_are_identity_types_the_cache_ignores()
 #[test]
 fn a_stream_registered_after_its_token_was_revoked_is_closed_at_once() {
     let (cache, _) = cache_with_user();
-    cache.apply_environment(&EnvironmentEvent::EnvironmentRegistered(EnvironmentRegistered {
-        environment_id: 1,
-        name: "prod".into(),
-        url: "https://127.0.0.1:6443".into(),
-        ca_pem: None,
-        insecure_skip_tls_verify: true,
-        credential: SealedCredential("sealed".into()),
-        credential_kind: CredentialKind::Token,
-    }));
+    register_prod(&cache);
     cache.apply_environment(&EnvironmentEvent::AccessPolicySet(AccessPolicySet {
         environment_id: 1,
         users: vec![PolicyEntry { id: 7, role: EnvironmentRole::ReadOnly, namespaces: vec!["qa".into()] }],

@@ -340,126 +340,74 @@ impl EventStore {
 
     async fn load_ids(&self, first_id: Uuid, count: usize) -> Result<Vec<RawEnvelope>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT position FROM kubegate_events WHERE id = $1")
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[&first_id],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        let Some(row) = row else { return Ok(Vec::new()) };
+        let found = rows(&client, "SELECT position FROM kubegate_events WHERE id = $1", &[&first_id]).await?;
+        let Some(row) = found.first() else { return Ok(Vec::new()) };
         let first: i64 = row.get(0);
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(select_events!("WHERE position >= $1 ORDER BY position LIMIT $2"))
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[&first, &(count as i64)],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        rows.iter().map(row_to_envelope).collect()
+        let sql = select_events!("WHERE position >= $1 ORDER BY position LIMIT $2");
+        rows(&client, sql, &[&first, &(count as i64)]).await?.iter().map(row_to_envelope).collect()
     }
 
     /// Every event of one stream, in order.
     pub async fn load_stream(&self, stream: &str) -> Result<Vec<RawEnvelope>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(select_events!("WHERE stream = $1 ORDER BY sequence"))
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[&stream],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        rows.iter().map(row_to_envelope).collect()
+        let sql = select_events!("WHERE stream = $1 ORDER BY sequence");
+        rows(&client, sql, &[&stream]).await?.iter().map(row_to_envelope).collect()
     }
 
     /// Up to `limit` events after `position`, in order.
     pub async fn read_after(&self, position: u64, limit: usize) -> Result<Vec<RawEnvelope>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
-            .query(
-                &client
-                    .prepare_cached(select_events!("WHERE position > $1 ORDER BY position LIMIT $2"))
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[&(position as i64), &(limit as i64)],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        rows.iter().map(row_to_envelope).collect()
+        let sql = select_events!("WHERE position > $1 ORDER BY position LIMIT $2");
+        rows(&client, sql, &[&(position as i64), &(limit as i64)])
+            .await?
+            .iter()
+            .map(row_to_envelope)
+            .collect()
     }
 
     /// The last position in the log (0 when empty).
     pub async fn last_position(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
-            .query_one(
-                &client
-                    .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM kubegate_events")
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        let sql = "SELECT COALESCE(MAX(position), 0) FROM kubegate_events";
+        Ok(rows(&client, sql, &[]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 
     /// Events committed but not yet acknowledged by the bus.
     pub async fn outbox_pending(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
-            .query_one(
-                &client
-                    .prepare_cached("SELECT COUNT(*) FROM kubegate_outbox")
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        let sql = "SELECT COUNT(*) FROM kubegate_outbox";
+        Ok(rows(&client, sql, &[]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 
     pub(crate) async fn outbox_batch(&self, limit: usize) -> Result<Vec<(String, RawEnvelope)>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
-            // The pending positions first, then each event by its key: a join lets the planner
-            // merge-join (or hash) the whole log on every drain, a cost that grows with the log.
-            .query(&client.prepare_cached("SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at, e.actor::text,
-                        e.correlation_id, e.payload::text, e.subject
-                 FROM kubegate_events e
-                 WHERE e.position = ANY (ARRAY (SELECT position FROM kubegate_outbox ORDER BY position LIMIT $1))
-                 ORDER BY e.position").await.map_err(StoreError::from_pg)?,
-                &[&(limit as i64)],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
-        rows.iter().map(|r| Ok((r.get::<_, String>(10), row_to_envelope(r)?))).collect()
+        // The pending positions first, then each event by its key: a join lets the planner
+        // merge-join (or hash) the whole log on every drain, a cost that grows with the log.
+        let sql = "SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at,
+                          e.actor::text, e.correlation_id, e.payload::text, e.subject
+                   FROM kubegate_events e
+                   WHERE e.position = ANY (ARRAY (SELECT position FROM kubegate_outbox ORDER BY position LIMIT $1))
+                   ORDER BY e.position";
+        let found = rows(&client, sql, &[&(limit as i64)]).await?;
+        found.iter().map(|r| Ok((r.get::<_, String>(10), row_to_envelope(r)?))).collect()
     }
 
     pub(crate) async fn outbox_done(&self, positions: &[i64]) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                &client
-                    .prepare_cached("DELETE FROM kubegate_outbox WHERE position = ANY($1)")
-                    .await
-                    .map_err(StoreError::from_pg)?,
-                &[&positions],
-            )
-            .await
-            .map_err(StoreError::from_pg)?;
+        rows(&client, "DELETE FROM kubegate_outbox WHERE position = ANY($1)", &[&positions]).await?;
         Ok(())
     }
+}
+
+/// Runs `sql` as a statement prepared once per connection (parsed and planned once, not per
+/// call) and returns its rows.
+async fn rows(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(StoreError::from_pg)?;
+    client.query(&statement, params).await.map_err(StoreError::from_pg)
 }
 
 enum AppendFailure {

@@ -162,28 +162,30 @@ async fn register_demo(
         .json()
         .await
         .map_err(|e| fail("list environments", &e))?;
-    if existing.as_array().map(|a| a.iter().any(|e| e["name"] == name)).unwrap_or(false) {
-        return Ok(());
-    }
     let body = serde_json::json!({
         "name": name,
         "url": kube_sim_url,
         "caCert": read(&kube_sim_dir.join("ca.pem"))?,
         "token": read(&kube_sim_dir.join("kubegate.token"))?.trim(),
     });
-    let resp = client
-        .post(format!("{url}/api/endpoints"))
-        .bearer_auth(&jwt)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| fail("register", &e))?;
+    // kube-sim makes a new CA and token each time it starts: an environment registered by an
+    // earlier start is brought up to date rather than left pointing at credentials now gone.
+    let known =
+        existing.as_array().and_then(|a| a.iter().find(|e| e["name"] == name)).and_then(|e| e["id"].as_u64());
+    let request = match known {
+        Some(id) => client.put(format!("{url}/api/endpoints/{id}")),
+        None => client.post(format!("{url}/api/endpoints")),
+    };
+    let resp = request.bearer_auth(&jwt).json(&body).send().await.map_err(|e| fail("register", &e))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
         return Err(CliError::Failed(format!("registering {name} failed ({status}): {text}")));
     }
-    println!("registered environment {name}: {text}");
+    match known {
+        Some(id) => println!("updated environment {name} ({id}) to kube-sim's current CA and token"),
+        None => println!("registered environment {name}: {text}"),
+    }
     Ok(())
 }
 

@@ -50,9 +50,12 @@ echo "kubegate: starting the local stack"
 # NATS of its own with JetStream and the permission layout of the Kubernetes deployment: the
 # same auth.conf, one user per service, passwords generated once under .kubegate/nats/.
 mkdir -p "$NATS_DIR/store"
+# nats-server reads a variable's value as a number when it starts with a digit (and then refuses
+# the configuration), so each password starts with letters.
 for svc in identity kubeconfig proxy audit; do
-  if [ ! -s "$NATS_DIR/$svc.password" ]; then
-    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$NATS_DIR/$svc.password")
+  if ! grep -qs '^[A-Za-z]' "$NATS_DIR/$svc.password"; then
+    (umask 077; printf 'kg%s' "$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)" \
+      >"$NATS_DIR/$svc.password")
   fi
 done
 nats_password() { cat "$NATS_DIR/$1.password"; }

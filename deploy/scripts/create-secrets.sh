@@ -179,7 +179,8 @@ fi
 if exists kubegate-nats-users; then
     echo "kept Secret $namespace/kubegate-nats-users" >&2
 else
-    for user in identity kubeconfig proxy audit; do put "nats-$user" "$(random_hex 24)"; done
+    # Letters first: nats-server reads a password that starts with a digit as a number.
+    for user in identity kubeconfig proxy audit; do put "nats-$user" "kg$(random_hex 24)"; done
     secret kubegate-nats-users Opaque "identity=$work/nats-identity" "kubeconfig=$work/nats-kubeconfig" \
         "proxy=$work/nats-proxy" "audit=$work/nats-audit"
 fi

@@ -216,6 +216,25 @@ fn create_secrets_makes_what_the_dev_overlay_reads() {
         String::from_utf8(value("kubegate-fleet", "public-key")).unwrap(),
         "age1fakefakefakefakefakefakefake"
     );
+    // nats-server takes the passwords as made, with the deployed users and permissions (a value
+    // that starts with a digit is read as a number and the whole configuration refused).
+    let nats = dir.path().join("nats");
+    std::fs::create_dir_all(&nats).unwrap();
+    std::fs::copy(deploy_dir().join("kubernetes/base/nats/auth.conf"), nats.join("auth.conf")).unwrap();
+    std::fs::write(nats.join("nats.conf"), "listen: \"127.0.0.1:4222\"\ninclude ./auth.conf\n").unwrap();
+    let mut check = Command::new("nats-server");
+    check.args(["-t", "-c"]).arg(nats.join("nats.conf"));
+    for user in ["identity", "kubeconfig", "proxy", "audit"] {
+        let password = String::from_utf8(value("kubegate-nats-users", user)).unwrap();
+        check.env(format!("NATS_{}_PASSWORD", user.to_uppercase()), password);
+    }
+    let checked = check.output().unwrap();
+    assert!(
+        checked.status.success(),
+        "nats-server refuses the made passwords: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     for s in ["kubegate-nats-tls", "kubegate-proxy-tls"] {
         let t = objects.iter().find(|o| name(o) == s).unwrap();
         assert_eq!(t["type"], "kubernetes.io/tls");

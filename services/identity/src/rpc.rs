@@ -15,6 +15,8 @@ pub const ISSUE_TOKEN_SUBJECT: &str = "kubegate.rpc.identity.kubeconfig-token.is
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IssueTokenRequest {
     pub user_id: u64,
+    /// The user's name as the caller knows it: recorded as who asked, checked against the user.
+    pub username: String,
     pub environment_ids: Vec<u64>,
 }
 
@@ -58,26 +60,17 @@ pub async fn serve(bus: Bus, engine: Engine, shutdown: CancellationToken) {
             move |req: IssueTokenRequest, correlation: String| {
                 let engine = engine.clone();
                 async move {
-                    let username = engine
-                        .read(move |s| s.users.get(&req.user_id).map(|u| u.username.clone()))
-                        .await
-                        .map_err(failure)?
-                        .ok_or_else(|| RpcFailure {
-                            status: 404,
-                            message: format!("user {} not found", req.user_id),
-                        })?;
                     let token_id = uuid::Uuid::now_v7().to_string();
+                    let actor = Actor::User { id: req.user_id, name: req.username.clone() };
                     let executed = engine
                         .execute(
                             Command::IssueKubeconfigToken {
                                 token_id: token_id.clone(),
                                 user_id: req.user_id,
+                                username: req.username,
                                 environment_ids: req.environment_ids,
                             },
-                            Origin {
-                                actor: Actor::User { id: req.user_id, name: username },
-                                correlation_id: correlation,
-                            },
+                            Origin { actor, correlation_id: correlation },
                         )
                         .await
                         .map_err(failure)?;

@@ -332,7 +332,7 @@ async fn kubeconfig_tokens_expiry_and_revocation() {
         async move {
             bus.request::<_, Issued>(
                 kubegate_identity::rpc::ISSUE_TOKEN_SUBJECT,
-                &json!({"userId": 2, "environmentIds": envs}),
+                &json!({"userId": 2, "username": "alice", "environmentIds": envs}),
                 "corr-test",
                 Duration::from_secs(5),
             )
@@ -425,19 +425,26 @@ async fn kubeconfig_tokens_expiry_and_revocation() {
     }
     let issued = events.iter().find(|e| e.event_type == "KubeconfigTokenIssued").unwrap();
     assert_eq!(issued.correlation_id, "corr-test");
+    assert_eq!(issued.actor, kubegate_events::Actor::User { id: 2, name: "alice".into() });
 
-    // Unknown users get a typed refusal.
-    let err = bus
-        .request::<_, Issued>(
-            kubegate_identity::rpc::ISSUE_TOKEN_SUBJECT,
-            &json!({"userId": 99, "environmentIds": [1]}),
-            "c",
-            Duration::from_secs(5),
-        )
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(err, kubegate_bus::RpcError::Remote(ref f) if f.status == 404), "{err}");
+    // Unknown users get a typed refusal; so does a caller that names the user wrongly (the name
+    // is recorded as who asked).
+    for (body, status) in [
+        (json!({"userId": 99, "username": "alice", "environmentIds": [1]}), 404),
+        (json!({"userId": 2, "username": "admin", "environmentIds": [1]}), 409),
+    ] {
+        let err = bus
+            .request::<_, Issued>(
+                kubegate_identity::rpc::ISSUE_TOKEN_SUBJECT,
+                &body,
+                "c",
+                Duration::from_secs(5),
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, kubegate_bus::RpcError::Remote(ref f) if f.status == status), "{body}: {err}");
+    }
 }
 
 #[tokio::test]

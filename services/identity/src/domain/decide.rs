@@ -71,6 +71,8 @@ pub enum Command {
     IssueKubeconfigToken {
         token_id: String,
         user_id: u64,
+        /// The name the caller knows the user by (it is recorded as who asked): must be theirs.
+        username: String,
         environment_ids: Vec<u64>,
     },
     RevokeToken {
@@ -367,8 +369,11 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                 vec![E::SigningKeyRetired(SigningKeyRetired { kid })],
             )))
         }
-        Command::IssueKubeconfigToken { token_id, user_id, environment_ids } => {
+        Command::IssueKubeconfigToken { token_id, user_id, username, environment_ids } => {
             let u = user(state, user_id)?;
+            if u.username != username {
+                return Err(DomainError::Conflict(format!("user {user_id} is not named {username:?}")));
+            }
             if u.disabled {
                 return Err(DomainError::Conflict(format!("user {user_id} is disabled")));
             }

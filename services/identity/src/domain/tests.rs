@@ -171,7 +171,12 @@ fn a_token_issued_after_a_revoke_all_in_the_same_second_is_valid() {
     let mut state = admin_and_alice();
     let before = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t1".into(), user_id: 2, environment_ids: vec![1] },
+        Command::IssueKubeconfigToken {
+            token_id: "t1".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        },
         now(),
     )
     .unwrap();
@@ -183,7 +188,12 @@ fn a_token_issued_after_a_revoke_all_in_the_same_second_is_valid() {
     assert!(state.user_accepts(2, iat_before).is_err());
     let after = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t2".into(), user_id: 2, environment_ids: vec![1] },
+        Command::IssueKubeconfigToken {
+            token_id: "t2".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        },
         now(),
     )
     .unwrap();
@@ -196,7 +206,12 @@ fn a_token_keeps_the_expiry_it_was_issued_with() {
     let mut state = admin_and_alice();
     let month = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t1".into(), user_id: 2, environment_ids: vec![1, 3] },
+        Command::IssueKubeconfigToken {
+            token_id: "t1".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1, 3],
+        },
         now(),
     )
     .unwrap();
@@ -215,7 +230,12 @@ fn a_token_keeps_the_expiry_it_was_issued_with() {
     then_apply(&mut state, &change);
     let day = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t2".into(), user_id: 2, environment_ids: vec![1] },
+        Command::IssueKubeconfigToken {
+            token_id: "t2".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        },
         now(),
     )
     .unwrap();
@@ -227,7 +247,12 @@ fn a_token_keeps_the_expiry_it_was_issued_with() {
     then_apply(&mut state, &never);
     let forever = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t3".into(), user_id: 2, environment_ids: vec![1] },
+        Command::IssueKubeconfigToken {
+            token_id: "t3".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        },
         now(),
     )
     .unwrap();
@@ -243,33 +268,19 @@ fn a_token_keeps_the_expiry_it_was_issued_with() {
 
 #[test]
 fn tokens_are_refused_to_disabled_users_and_without_environments() {
+    let issue = |state: &IdentityState, user_id: u64, username: &str, environment_ids: Vec<u64>| {
+        let token_id = "t".to_string();
+        let username = username.to_string();
+        decide(state, Command::IssueKubeconfigToken { token_id, user_id, username, environment_ids }, now())
+    };
     let mut state = admin_and_alice();
-    assert!(matches!(
-        decide(
-            &state,
-            Command::IssueKubeconfigToken { token_id: "t".into(), user_id: 2, environment_ids: vec![] },
-            now()
-        ),
-        Err(DomainError::Invalid(_))
-    ));
+    assert!(matches!(issue(&state, 2, "alice", vec![]), Err(DomainError::Invalid(_))));
+    // The name the caller gave is recorded as who asked: a wrong one is refused.
+    assert!(matches!(issue(&state, 2, "admin", vec![1]), Err(DomainError::Conflict(_))));
+    assert!(matches!(issue(&state, 9, "alice", vec![1]), Err(DomainError::NotFound(_))));
     let out = decide(&state, Command::DisableUser { user_id: 2 }, now()).unwrap();
     then_apply(&mut state, &out);
-    assert!(matches!(
-        decide(
-            &state,
-            Command::IssueKubeconfigToken { token_id: "t".into(), user_id: 2, environment_ids: vec![1] },
-            now()
-        ),
-        Err(DomainError::Conflict(_))
-    ));
-    assert!(matches!(
-        decide(
-            &state,
-            Command::IssueKubeconfigToken { token_id: "t".into(), user_id: 9, environment_ids: vec![1] },
-            now()
-        ),
-        Err(DomainError::NotFound(_))
-    ));
+    assert!(matches!(issue(&state, 2, "alice", vec![1]), Err(DomainError::Conflict(_))));
 }
 
 #[test]
@@ -316,7 +327,12 @@ fn revoking_one_token_names_its_owner_and_expiry() {
     let mut state = admin_and_alice();
     let out = decide(
         &state,
-        Command::IssueKubeconfigToken { token_id: "t1".into(), user_id: 2, environment_ids: vec![1] },
+        Command::IssueKubeconfigToken {
+            token_id: "t1".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        },
         now(),
     )
     .unwrap();

@@ -56,7 +56,11 @@ pub async fn download(
         .bus
         .request(
             ISSUE_TOKEN_SUBJECT,
-            &IssueTokenRequest { user_id, environment_ids: environment_ids.clone() },
+            &IssueTokenRequest {
+                user_id,
+                username: session.username.clone(),
+                environment_ids: environment_ids.clone(),
+            },
             &correlation,
             state.token_timeout,
         )

@@ -66,16 +66,6 @@ nats_env() { # nats_env <service>: the service's bus credentials
 if running nats; then
   echo "  nats already running (pid $(cat "$PID_DIR/nats.pid"))"
 else
-  if [ ! -d "$NATS_DIR/store/jetstream" ]; then
-    # A new, empty bus: the event logs in PostgreSQL (from an earlier make up) are the truth;
-    # queue every event for publishing again, so the outboxes rebuild the streams from them
-    # (same event ids, in order) when the services start.
-    for url in "${KUBEGATE_IDENTITY_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kubegate_identity}" \
-               "${KUBEGATE_KUBECONFIG_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kubegate_kubeconfig}"; do
-      psql "$url" -Atqc "INSERT INTO kubegate_outbox (position) SELECT position FROM kubegate_events ON CONFLICT DO NOTHING" \
-        >/dev/null 2>&1 || true
-    done
-  fi
   cp deploy/kubernetes/base/nats/auth.conf "$NATS_DIR/auth.conf"
   sed -e "s/@PORT@/$NATS_PORT/g" -e "s/@MAX_FILE_STORE@/1GB/g" -e "s/@TLS@//g" \
     deploy/local/nats.conf.in >"$NATS_DIR/nats.conf"

@@ -88,9 +88,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let bus =
         Bus::connect(&config.nats.to_config("kubegate-identity").with_service_inbox("identity")).await?;
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
-    bus.ensure_stream_in_background(StreamDef::identity(), shutdown.clone());
+    let stream = StreamDef::identity();
     let relay_stop = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(relay_stop.clone());
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
+    bus.ensure_stream_in_background(stream, shutdown.clone());
     tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));
 
     let decoy = crypto::seal_password(&master, &uuid::Uuid::new_v4().to_string())

@@ -210,6 +210,21 @@ impl Bus {
         Ok(info.state.last_sequence)
     }
 
+    /// The stream's last message: its sequence and payload (`None` when the stream is empty).
+    pub async fn last_message(&self, stream: &str) -> Result<Option<(u64, bytes::Bytes)>, BusError> {
+        let failed = |e: &dyn std::fmt::Display| BusError::Stream {
+            stream: stream.to_string(),
+            message: e.to_string(),
+        };
+        let mut s = self.js.get_stream(stream).await.map_err(|e| failed(&e))?;
+        let last = s.info().await.map_err(|e| failed(&e))?.state.last_sequence;
+        if last == 0 {
+            return Ok(None);
+        }
+        let message = s.get_raw_message(last).await.map_err(|e| failed(&e))?;
+        Ok(Some((last, message.payload)))
+    }
+
     /// Flushes pending writes to the server.
     pub async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;

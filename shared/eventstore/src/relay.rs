@@ -2,11 +2,19 @@
 //! event id, and forgets an outbox row only once the bus has acknowledged it. One relay per
 //! database is active at a time (a session advisory lock); the others stand by. Woken by
 //! LISTEN/NOTIFY, with a periodic sweep as a safety net.
+//!
+//! Before relaying, the active relay holds the stream against the log: the log is the truth, so
+//! a stream that lost events (NATS lost its store, the stream was removed) gets them published
+//! again, and a stream that holds events the log does not have (the database was restored from
+//! an older backup, or replaced while the bus was kept) gets nothing more: publishing on top
+//! would give one position two different events, and readers that already hold that position
+//! would skip the new one without a word. The relay says so and waits for an operator.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use kubegate_bus::Bus;
+use kubegate_events::RawEnvelope;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
@@ -26,12 +34,26 @@ pub struct RelayStatus {
     pub failing: bool,
     /// Events published since start.
     pub published: u64,
+    /// The stream holds events this log does not have: nothing is published.
+    pub diverged: bool,
 }
 
 pub struct OutboxRelay {
     store: EventStore,
     bus: Bus,
+    stream: String,
 }
+
+/// How the stream stands against the log.
+enum Reconciled {
+    /// In line; `requeued` events the stream lacked are queued again.
+    Ready { requeued: u64 },
+    /// The stream holds another history; why.
+    Diverged(String),
+}
+
+/// How often a diverged stream is looked at again.
+const DIVERGED_RECHECK: Duration = Duration::from_secs(5);
 
 /// A running relay.
 pub struct RelayHandle {
@@ -47,8 +69,9 @@ impl RelayHandle {
 }
 
 impl OutboxRelay {
-    pub fn new(store: EventStore, bus: Bus) -> OutboxRelay {
-        OutboxRelay { store, bus }
+    /// A relay of `store`'s events into `stream` (the JetStream stream their subjects land in).
+    pub fn new(store: EventStore, bus: Bus, stream: &str) -> OutboxRelay {
+        OutboxRelay { store, bus, stream: stream.to_string() }
     }
 
     /// Starts the relay; it stops after `shutdown`, having tried one last drain.
@@ -105,6 +128,7 @@ impl OutboxRelay {
                 lost.cancel();
             })
         };
+        let in_line = std::sync::atomic::AtomicBool::new(false);
         let result = async {
             // Become the one relay of this database.
             loop {
@@ -125,6 +149,10 @@ impl OutboxRelay {
             client.batch_execute("LISTEN kubegate_outbox").await.map_err(|e| pg_message(&e))?;
             status.send_modify(|s| s.leader = true);
             tracing::info!("outbox relay active");
+            if !self.hold_stream_to_log(shutdown, &lost, status).await? {
+                return Ok(());
+            }
+            in_line.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut backoff = Duration::from_millis(50);
             loop {
                 if lost.is_cancelled() {
@@ -155,7 +183,7 @@ impl OutboxRelay {
             }
         }
         .await;
-        if shutdown.is_cancelled() {
+        if shutdown.is_cancelled() && in_line.load(std::sync::atomic::Ordering::Relaxed) {
             // Last drain with a deadline: whatever is left stays in the outbox for next time.
             let _ = tokio::time::timeout(Duration::from_secs(3), async {
                 while let Ok(n) = self.drain_once(status).await {
@@ -168,6 +196,103 @@ impl OutboxRelay {
         }
         driver.abort();
         result
+    }
+
+    /// Waits until the stream is in line with the log (queueing again what it lacks); false when
+    /// shutdown came first.
+    async fn hold_stream_to_log(
+        &self,
+        shutdown: &CancellationToken,
+        lost: &CancellationToken,
+        status: &watch::Sender<RelayStatus>,
+    ) -> Result<bool, String> {
+        let stream = self.stream.as_str();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let wait = match self.reconcile().await {
+                Ok(Reconciled::Ready { requeued }) => {
+                    if requeued > 0 {
+                        tracing::warn!(
+                            stream,
+                            requeued,
+                            "the stream lacked events of the log; publishing them again"
+                        );
+                    }
+                    if status.borrow().diverged {
+                        tracing::warn!(
+                            stream,
+                            "the stream is in line with the log again; publishing resumes"
+                        );
+                    }
+                    status.send_modify(|s| s.diverged = false);
+                    metrics::gauge!("kubegate_outbox_stream_diverged").set(0.0);
+                    return Ok(true);
+                }
+                Ok(Reconciled::Diverged(why)) => {
+                    if !status.borrow().diverged {
+                        tracing::error!(
+                            stream,
+                            %why,
+                            "the stream holds events this database does not have (a database restored from an \
+                             older backup, or replaced while the bus was kept): nothing is published until the \
+                             stream is removed (the log is then published into it again) or the database restored"
+                        );
+                    }
+                    status.send_modify(|s| {
+                        s.diverged = true;
+                        s.failing = true;
+                    });
+                    metrics::gauge!("kubegate_outbox_stream_diverged").set(1.0);
+                    DIVERGED_RECHECK
+                }
+                Err(message) => {
+                    tracing::debug!(stream, error = %message, "cannot hold the stream against the log yet");
+                    status.send_modify(|s| s.failing = true);
+                    if message.contains("not found") {
+                        // Removed (or never made): made again from its definition, when known.
+                        let _ = self.bus.ensure_known_stream(stream).await;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(false),
+                _ = lost.cancelled() => return Err("connection lost".to_string()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn reconcile(&self) -> Result<Reconciled, String> {
+        let last = self.bus.last_message(&self.stream).await.map_err(|e| e.to_string())?;
+        let after = match last {
+            None => 0,
+            Some((sequence, payload)) => {
+                let Ok(event) = RawEnvelope::from_slice(&payload) else {
+                    return Ok(Reconciled::Diverged(format!(
+                        "its last message ({sequence}) is not an event"
+                    )));
+                };
+                match self.store.event_id_at(event.position).await.map_err(|e| e.to_string())? {
+                    Some(id) if id == event.id => event.position,
+                    Some(_) => {
+                        return Ok(Reconciled::Diverged(format!(
+                            "position {} is another event in the stream than in the log",
+                            event.position
+                        )));
+                    }
+                    None => {
+                        return Ok(Reconciled::Diverged(format!(
+                            "the stream reaches position {}, past the log's end",
+                            event.position
+                        )));
+                    }
+                }
+            }
+        };
+        let requeued = self.store.requeue_after(after).await.map_err(|e| e.to_string())?;
+        Ok(Reconciled::Ready { requeued })
     }
 
     /// Publishes one batch; returns how many events it published.

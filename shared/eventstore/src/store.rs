@@ -378,6 +378,22 @@ impl EventStore {
             .collect()
     }
 
+    /// The id of the event at `position`, if the log reaches that far.
+    pub async fn event_id_at(&self, position: u64) -> Result<Option<Uuid>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let sql = "SELECT id FROM kubegate_events WHERE position = $1";
+        Ok(rows(&client, sql, &[&(position as i64)]).await?.first().map(|r| r.get::<_, Uuid>(0)))
+    }
+
+    /// Queues every event after `position` for publishing again (those still queued stay as they
+    /// are); returns how many were queued anew.
+    pub async fn requeue_after(&self, position: u64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let sql = "INSERT INTO kubegate_outbox (position) \
+                   SELECT position FROM kubegate_events WHERE position > $1 ON CONFLICT DO NOTHING";
+        client.execute(sql, &[&(position as i64)]).await.map_err(StoreError::from_pg)
+    }
+
     /// The last position in the log (0 when empty).
     pub async fn last_position(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;

@@ -115,7 +115,8 @@ async fn the_log_is_append_only() {
 
 async fn stream_messages(bus: &Bus, stream: &str) -> Vec<RawEnvelope> {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-    let last = bus.last_sequence(stream).await.unwrap();
+    // A stream that is not there (yet) holds nothing.
+    let Ok(last) = bus.last_sequence(stream).await else { return Vec::new() };
     if last == 0 {
         return Vec::new();
     }
@@ -144,7 +145,7 @@ async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
     assert!(bus.wait_connected(Duration::from_secs(5)).await);
     bus.ensure_stream(&StreamDef::identity()).await.unwrap();
     let shutdown = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
 
     let mut version = 0;
     for i in 0..20 {
@@ -169,7 +170,7 @@ async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
     .await;
 
     // A second relay on the same database (a second replica) must not double-publish.
-    let relay2 = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    let relay2 = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
     for i in 70..80 {
         store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
         version += 1;
@@ -190,39 +191,49 @@ async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
     relay2.join().await;
 }
 
-#[tokio::test]
-async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
-    let db = TestDb::create().await;
-    let store = store(&db).await;
-    let nats = NatsServer::start_new();
-    let bus = Bus::connect(&NatsConfig::new(nats.url(), "test")).await.unwrap();
-    assert!(bus.wait_connected(Duration::from_secs(5)).await);
-    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
-    // Events committed before any relay runs (the service was down).
-    for i in 0..30 {
+/// Appends one event to each of the streams `user-{i}` for `i` in `range`, one append each.
+async fn append_users(store: &EventStore, range: std::ops::Range<u64>) {
+    for i in range {
         store.append(&[append(&format!("user-{i}"), Expected::NoStream, vec![ev(i)])]).await.unwrap();
     }
+}
+
+/// Runs a relay of `store` until its outbox is empty, then stops it.
+async fn relay_all(store: &EventStore, bus: &Bus) {
     let shutdown = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
     wait::until("published", Duration::from_secs(10), || async {
         (store.outbox_pending().await.unwrap() == 0).then_some(())
     })
     .await;
     shutdown.cancel();
     relay.join().await;
-    for i in 30..40 {
-        store.append(&[append(&format!("user-{i}"), Expected::NoStream, vec![ev(i)])]).await.unwrap();
-    }
-    let shutdown = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
-    wait::until("published after restart", Duration::from_secs(10), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
-    let msgs = stream_messages(&bus, "KUBEGATE_IDENTITY").await;
-    assert_eq!(msgs.iter().map(|m| m.position).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
-    shutdown.cancel();
-    relay.join().await;
+}
+
+/// A nats-server with the identity stream, and a bus on it.
+async fn bus_with_stream() -> (NatsServer, Bus) {
+    let nats = NatsServer::start_new();
+    let bus = Bus::connect(&NatsConfig::new(nats.url(), "test")).await.unwrap();
+    assert!(bus.wait_connected(Duration::from_secs(5)).await);
+    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    (nats, bus)
+}
+
+async fn positions_in_stream(bus: &Bus) -> Vec<u64> {
+    stream_messages(bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.position).collect()
+}
+
+#[tokio::test]
+async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let (_nats, bus) = bus_with_stream().await;
+    // Events committed before any relay runs (the service was down).
+    append_users(&store, 0..30).await;
+    relay_all(&store, &bus).await;
+    append_users(&store, 30..40).await;
+    relay_all(&store, &bus).await;
+    assert_eq!(positions_in_stream(&bus).await, (1..=40).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -326,12 +337,9 @@ async fn a_log_that_grows_from_empty_is_never_scanned_whole() {
     // looks cheapest; they must not stay that way as the log grows.
     let db = TestDb::create().await;
     let store = EventStore::connect(&db.url(), 2, Duration::from_secs(5)).await.unwrap();
-    let nats = NatsServer::start_new();
-    let bus = Bus::connect(&NatsConfig::new(nats.url(), "test")).await.unwrap();
-    assert!(bus.wait_connected(Duration::from_secs(5)).await);
-    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    let (_nats, bus) = bus_with_stream().await;
     let shutdown = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone()).spawn(shutdown.clone());
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
     let before = log_seq_scans(&db).await;
     let appends = 400;
     for i in 0..appends {
@@ -347,6 +355,59 @@ async fn a_log_that_grows_from_empty_is_never_scanned_whole() {
     .await;
     let scans = log_seq_scans(&db).await - before;
     assert!(scans < 10, "{scans} sequential scans of the log during {appends} appends, reads and drains");
+    shutdown.cancel();
+    relay.join().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_lost_its_events_gets_the_log_again() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let (_nats, bus) = bus_with_stream().await;
+    append_users(&store, 0..20).await;
+    relay_all(&store, &bus).await;
+    // NATS loses the stream's store: the stream comes back empty. The log is the truth.
+    bus.jetstream().delete_stream("KUBEGATE_IDENTITY").await.unwrap();
+    bus.ensure_stream(&StreamDef::identity()).await.unwrap();
+    append_users(&store, 20..25).await;
+    relay_all(&store, &bus).await;
+    assert_eq!(positions_in_stream(&bus).await, (1..=25).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn nothing_is_published_into_a_stream_that_holds_another_history() {
+    let (_nats, bus) = bus_with_stream().await;
+    // The bus holds the history of one database…
+    let first = TestDb::create().await;
+    let old = store(&first).await;
+    append_users(&old, 0..10).await;
+    relay_all(&old, &bus).await;
+    let published: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+
+    // …and the service now runs on another (restored from an older backup, or new): its
+    // positions 1, 2, 3 are other events than the stream's.
+    let second = TestDb::create().await;
+    let new = store(&second).await;
+    append_users(&new, 100..103).await;
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(new.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
+    let mut status = relay.status.clone();
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.diverged)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+    assert_eq!(held, published, "the stream got events of another history");
+    assert_eq!(new.outbox_pending().await.unwrap(), 3, "the events stay queued");
+
+    // The operator removes the stream: it is made again and gets this log.
+    bus.jetstream().delete_stream("KUBEGATE_IDENTITY").await.unwrap();
+    wait::until("this log in the stream", Duration::from_secs(15), || async {
+        (positions_in_stream(&bus).await == vec![1, 2, 3]).then_some(())
+    })
+    .await;
+    assert!(!relay.status.borrow().diverged);
+    let ids: Vec<_> = new.read_after(0, 10).await.unwrap().iter().map(|e| e.id).collect();
+    let streamed: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+    assert_eq!(streamed, ids);
     shutdown.cancel();
     relay.join().await;
 }

@@ -207,8 +207,17 @@ impl OutboxRelay {
         status: &watch::Sender<RelayStatus>,
     ) -> Result<bool, String> {
         let stream = self.stream.as_str();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Duration::from_millis(25);
         loop {
+            if !self.bus.is_connected() {
+                // Nothing to ask yet (a request now would only wait for its timeout).
+                let mut state = self.bus.watch_state();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = lost.cancelled() => return Err("connection lost".to_string()),
+                    _ = state.wait_for(|s| matches!(s, kubegate_bus::ConnectionState::Connected)) => {}
+                }
+            }
             let wait = match self.reconcile().await {
                 Ok(Reconciled::Ready { requeued }) => {
                     if requeued > 0 {
@@ -249,11 +258,13 @@ impl OutboxRelay {
                     tracing::debug!(stream, error = %message, "cannot hold the stream against the log yet");
                     status.send_modify(|s| s.failing = true);
                     if message.contains("not found") {
-                        // Removed (or never made): made again from its definition, when known.
+                        // Not made yet (the service makes it as it starts), or removed: made
+                        // again from its definition, when known.
                         let _ = self.bus.ensure_known_stream(stream).await;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    backoff
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    wait
                 }
             };
             tokio::select! {

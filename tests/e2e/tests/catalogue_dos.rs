@@ -165,7 +165,10 @@ async fn ten_thousand_slow_header_connections_are_closed_by_the_header_read_time
         started.elapsed()
     );
     assert_eq!(closed, SLOW_TLS + SLOW_HANDSHAKES);
-    assert!(longest < HEADER_READ_TIMEOUT * 2, "a slow connection lived {longest:?}");
+    // Closed by the timeout, not by the client giving up (`trickle` stops at 4×): with 10,000
+    // connections on a machine busy with other tests, the server's timers may fire late, so the
+    // bound leaves room (one CI run saw 23.4 s against the 10 s timeout).
+    assert!(longest < HEADER_READ_TIMEOUT * 3, "a slow connection lived {longest:?}");
     finish_probe("slowloris", stop, probe).await;
 }
 

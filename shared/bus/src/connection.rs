@@ -196,32 +196,25 @@ impl Bus {
         }
     }
 
+    /// The stream and its last sequence (0 when empty).
+    async fn stream_and_last(&self, stream: &str) -> Result<(jetstream::stream::Stream, u64), BusError> {
+        let mut s = self.js.get_stream(stream).await.map_err(|e| stream_error(stream, e))?;
+        let last = s.info().await.map_err(|e| stream_error(stream, e))?.state.last_sequence;
+        Ok((s, last))
+    }
+
     /// The stream's last sequence (0 when empty).
     pub async fn last_sequence(&self, stream: &str) -> Result<u64, BusError> {
-        let mut s = self
-            .js
-            .get_stream(stream)
-            .await
-            .map_err(|e| BusError::Stream { stream: stream.to_string(), message: e.to_string() })?;
-        let info = s
-            .info()
-            .await
-            .map_err(|e| BusError::Stream { stream: stream.to_string(), message: e.to_string() })?;
-        Ok(info.state.last_sequence)
+        Ok(self.stream_and_last(stream).await?.1)
     }
 
     /// The stream's last message: its sequence and payload (`None` when the stream is empty).
     pub async fn last_message(&self, stream: &str) -> Result<Option<(u64, bytes::Bytes)>, BusError> {
-        let failed = |e: &dyn std::fmt::Display| BusError::Stream {
-            stream: stream.to_string(),
-            message: e.to_string(),
-        };
-        let mut s = self.js.get_stream(stream).await.map_err(|e| failed(&e))?;
-        let last = s.info().await.map_err(|e| failed(&e))?.state.last_sequence;
+        let (s, last) = self.stream_and_last(stream).await?;
         if last == 0 {
             return Ok(None);
         }
-        let message = s.get_raw_message(last).await.map_err(|e| failed(&e))?;
+        let message = s.get_raw_message(last).await.map_err(|e| stream_error(stream, e))?;
         Ok(Some((last, message.payload)))
     }
 
@@ -229,4 +222,8 @@ impl Bus {
     pub async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
     }
+}
+
+fn stream_error(stream: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Stream { stream: stream.to_string(), message: e.to_string() }
 }

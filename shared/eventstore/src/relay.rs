@@ -128,7 +128,7 @@ impl OutboxRelay {
                 lost.cancel();
             })
         };
-        let in_line = std::sync::atomic::AtomicBool::new(false);
+        let mut in_line = false;
         let result = async {
             // Become the one relay of this database.
             loop {
@@ -152,7 +152,7 @@ impl OutboxRelay {
             if !self.hold_stream_to_log(shutdown, &lost, status).await? {
                 return Ok(());
             }
-            in_line.store(true, std::sync::atomic::Ordering::Relaxed);
+            in_line = true;
             let mut backoff = Duration::from_millis(50);
             loop {
                 if lost.is_cancelled() {
@@ -183,7 +183,7 @@ impl OutboxRelay {
             }
         }
         .await;
-        if shutdown.is_cancelled() && in_line.load(std::sync::atomic::Ordering::Relaxed) {
+        if shutdown.is_cancelled() && in_line {
             // Last drain with a deadline: whatever is left stays in the outbox for next time.
             let _ = tokio::time::timeout(Duration::from_secs(3), async {
                 while let Ok(n) = self.drain_once(status).await {

@@ -223,6 +223,10 @@ async fn positions_in_stream(bus: &Bus) -> Vec<u64> {
     stream_messages(bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.position).collect()
 }
 
+async fn ids_in_stream(bus: &Bus) -> Vec<uuid::Uuid> {
+    stream_messages(bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect()
+}
+
 #[tokio::test]
 async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
     let db = TestDb::create().await;
@@ -382,7 +386,7 @@ async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     let old = store(&first).await;
     append_users(&old, 0..10).await;
     relay_all(&old, &bus).await;
-    let published: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+    let published = ids_in_stream(&bus).await;
 
     // …and the service now runs on another (restored from an older backup, or new): its
     // positions 1, 2, 3 are other events than the stream's.
@@ -394,7 +398,7 @@ async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     let mut status = relay.status.clone();
     tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.diverged)).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let held: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+    let held = ids_in_stream(&bus).await;
     assert_eq!(held, published, "the stream got events of another history");
     assert_eq!(new.outbox_pending().await.unwrap(), 3, "the events stay queued");
 
@@ -406,7 +410,7 @@ async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     .await;
     assert!(!relay.status.borrow().diverged);
     let ids: Vec<_> = new.read_after(0, 10).await.unwrap().iter().map(|e| e.id).collect();
-    let streamed: Vec<_> = stream_messages(&bus, "KUBEGATE_IDENTITY").await.iter().map(|m| m.id).collect();
+    let streamed = ids_in_stream(&bus).await;
     assert_eq!(streamed, ids);
     shutdown.cancel();
     relay.join().await;

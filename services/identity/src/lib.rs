@@ -89,9 +89,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Bus::connect(&config.nats.to_config("kubegate-identity").with_service_inbox("identity")).await?;
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
     let stream = StreamDef::identity();
+    bus.ensure_stream_in_background(stream.clone(), shutdown.clone());
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
-    bus.ensure_stream_in_background(stream, shutdown.clone());
     tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));
 
     let decoy = crypto::seal_password(&master, &uuid::Uuid::new_v4().to_string())

@@ -60,12 +60,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Bus::connect(&config.nats.to_config("kubegate-kubeconfig").with_service_inbox("kubeconfig")).await?;
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
     let stream = StreamDef::environments();
-    let relay_target = stream.name.clone();
-    bus.ensure_stream_in_background(stream, shutdown.clone());
+    bus.ensure_stream_in_background(stream.clone(), shutdown.clone());
     let engine = Engine::start(store.clone(), bus.clone(), readiness.clone()).await.map_err(Error::failed)?;
     let _ = state_of.set(engine.clone());
     let relay_stop = CancellationToken::new();
-    let relay = OutboxRelay::new(store.clone(), bus.clone(), &relay_target).spawn(relay_stop.clone());
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
 
     let state = http::AppState {
         engine,

@@ -728,6 +728,16 @@ impl Terminal {
 }
 
 /// The bearer token of a downloaded kubeconfig.
+/// The `jti` (token id) of a token.
+pub fn jti(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+            .unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
 pub fn token_of(kubeconfig: &Path) -> String {
     let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
     doc["users"][0]["user"]["token"].as_str().unwrap().to_string()

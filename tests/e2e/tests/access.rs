@@ -5,16 +5,7 @@
 use std::time::{Duration, Instant};
 
 use kubegate_e2e::*;
-use serde_json::{Value, json};
-
-fn jti(token: &str) -> String {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
-            .unwrap();
-    claims["jti"].as_str().unwrap().to_string()
-}
+use serde_json::json;
 
 /// Status of GET /version through each replica directly.
 async fn statuses(stack: &Stack, env: u64, token: &str) -> Vec<u16> {

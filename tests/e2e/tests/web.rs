@@ -260,14 +260,6 @@ fn screenshot_dir() -> PathBuf {
     exe.ancestors().nth(3).unwrap().join("web-screenshots")
 }
 
-fn jti(token: &str) -> String {
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
-            .unwrap();
-    claims["jti"].as_str().unwrap().to_string()
-}
-
 /// Retries kubectl until it succeeds (the proxies learn environments and grants from events).
 async fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     let deadline = Instant::now() + WAIT;

@@ -93,6 +93,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
     tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));
+    let snapshots = kubegate_directory::writer::WriterConfig {
+        every: config.snapshot_every,
+        max_age: config.snapshot_max_age,
+        ..Default::default()
+    };
+    tasks.spawn(kubegate_directory::writer::run(bus.clone(), snapshots, shutdown.clone()));
 
     let decoy = crypto::seal_password(&master, &uuid::Uuid::new_v4().to_string())
         .map_err(|e| Error::Config(e.to_string()))?;

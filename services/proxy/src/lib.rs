@@ -148,7 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let cache = Arc::new(Cache::new(fleet));
     let _ = state_of.set(cache.clone());
     let follow_stop = CancellationToken::new();
-    tokio::spawn(cache::follow::run(cache.clone(), bus.clone(), follow_stop.clone()));
+    tokio::spawn(cache::follow::run(cache.clone(), bus.clone(), config.cache_snapshots, follow_stop.clone()));
     // NATS may be away at start: the outbox (or spool) keeps what cannot be published yet.
     bus.ensure_stream_in_background(
         StreamDef::audit(config.audit_max_age, config.audit_max_bytes),

@@ -156,6 +156,7 @@ impl Bus {
                     || current.max_age != wanted.max_age
                     || current.max_bytes != wanted.max_bytes
                     || current.duplicate_window != wanted.duplicate_window
+                    || current.max_messages_per_subject != wanted.max_messages_per_subject
                 {
                     self.js.update_stream(wanted).await.map_err(|e| err(e.to_string()))?;
                 }
@@ -216,6 +217,36 @@ impl Bus {
         }
         let message = s.get_raw_message(last).await.map_err(|e| stream_error(stream, e))?;
         Ok(Some((last, message.payload)))
+    }
+
+    /// The message at `sequence`: its subject and payload.
+    pub async fn message_at(&self, stream: &str, sequence: u64) -> Result<(String, bytes::Bytes), BusError> {
+        let s = self.js.get_stream_no_info(stream).await.map_err(|e| stream_error(stream, e))?;
+        let message = s.get_raw_message(sequence).await.map_err(|e| stream_error(stream, e))?;
+        Ok((message.subject.to_string(), message.payload))
+    }
+
+    /// The last message on `subject` in `stream`: its sequence and payload (`None` when there is
+    /// none).
+    pub async fn last_message_on(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<Option<(u64, bytes::Bytes)>, BusError> {
+        use jetstream::stream::LastRawMessageErrorKind;
+        let s = self.js.get_stream_no_info(stream).await.map_err(|e| stream_error(stream, e))?;
+        match s.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some((m.sequence, m.payload))),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(stream_error(stream, e)),
+        }
+    }
+
+    /// Publishes one message to a stream and waits for its acknowledgement; returns its sequence.
+    pub async fn publish_acked(&self, subject: String, payload: bytes::Bytes) -> Result<u64, BusError> {
+        let err = |e: String| BusError::Stream { stream: subject.clone(), message: e };
+        let ack = self.js.publish(subject.clone(), payload).await.map_err(|e| err(e.to_string()))?;
+        Ok(ack.await.map_err(|e| err(e.to_string()))?.sequence)
     }
 
     /// Flushes pending writes to the server.

@@ -15,6 +15,8 @@ pub struct StreamDef {
     pub max_bytes: i64,
     pub duplicate_window: Duration,
     pub replicas: usize,
+    /// Messages kept per subject; -1 for no limit.
+    pub max_messages_per_subject: i64,
 }
 
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish.
@@ -30,6 +32,7 @@ impl StreamDef {
             max_bytes: -1,
             duplicate_window: DUPLICATE_WINDOW,
             replicas: 1,
+            max_messages_per_subject: -1,
         }
     }
 
@@ -52,6 +55,22 @@ impl StreamDef {
             max_bytes,
             duplicate_window: DUPLICATE_WINDOW,
             replicas: 1,
+            max_messages_per_subject: -1,
+        }
+    }
+
+    /// `KUBEGATE_SNAPSHOTS`: state folded from a domain stream, so a joining reader loads it and
+    /// replays only the tail. Each subject keeps its last two messages: a snapshot's chunks stay
+    /// readable while the next one is written, and older ones go.
+    pub fn snapshots() -> StreamDef {
+        StreamDef {
+            name: "KUBEGATE_SNAPSHOTS".to_string(),
+            subjects: vec!["kubegate.snapshots.>".to_string()],
+            max_age: Duration::ZERO,
+            max_bytes: -1,
+            duplicate_window: DUPLICATE_WINDOW,
+            replicas: 1,
+            max_messages_per_subject: 2,
         }
     }
 
@@ -69,6 +88,7 @@ impl StreamDef {
             duplicate_window: self.duplicate_window,
             storage: StorageType::File,
             num_replicas: self.replicas,
+            max_messages_per_subject: self.max_messages_per_subject,
             // Old records make room for new ones only in the audit stream (which has limits); the
             // domain logs have none, so this never drops a domain event.
             discard: DiscardPolicy::Old,

@@ -215,6 +215,14 @@ impl KeySet {
         self.keys.contains_key(kid)
     }
 
+    /// Every key as (kid, base64url of its 32 bytes), as [`KeySet::insert`] takes them; by kid.
+    pub fn public_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<_> =
+            self.keys.iter().map(|(kid, (_, raw))| (kid.clone(), URL_SAFE_NO_PAD.encode(raw))).collect();
+        keys.sort();
+        keys
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

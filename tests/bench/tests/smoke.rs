@@ -33,7 +33,8 @@ async fn every_scenario_produces_numbers() {
     assert_eq!(w.events.len(), plan.watch_events);
     assert!(w.rss_open_mib > 0.0);
     let c = results.cold_start.as_ref().expect("cold start ran");
-    assert!(c.ready_s > 0.0 && c.rss_mib > 0.0);
+    assert!(c.ready_s > 0.0 && c.rss_mib > 0.0 && c.full_replay_ready_s > 0.0);
+    assert!(c.snapshot_mib > 0.0, "the identity service wrote no snapshot");
     let a = results.audit.as_ref().expect("audit replay ran");
     assert_eq!(a.records, plan.audit_records as u64);
     assert!(a.replay_s > 0.0);

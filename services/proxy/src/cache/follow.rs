@@ -1,25 +1,40 @@
 //! The one writer of the cache: follows `KUBEGATE_IDENTITY` and `KUBEGATE_ENVIRONMENTS` from
 //! their first message, applies each producer's events exactly once and in position order,
 //! says when both are caught up, and fails closed when a stream is reset or a gap stays open.
+//!
+//! The identity stream is long (every issued token is in it), so a replica first loads the
+//! identity service's latest directory snapshot, when there is one, and follows the stream
+//! from the snapshot's message on. That message must be the first one it receives, with the
+//! snapshot's envelope id; otherwise the snapshot is not of this stream's history and the
+//! replica starts again from nothing and the first message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
+use kubegate_directory::snapshot::{self, Mark};
 use kubegate_events::environments::EnvironmentEvent;
 use kubegate_events::identity::IdentityEvent;
 use kubegate_events::{DomainEvent, RawEnvelope};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::Cache;
 
 /// How long a gap in a producer's positions may stay open before the cache stops trusting itself.
 pub const GAP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a starting replica waits for the bus and for the snapshot before it replays the
+/// identity stream from its start instead.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 
 struct Source {
     identity: bool,
     stream: &'static str,
+    filter: String,
+    bus: Bus,
     feed: Feed,
+    /// Started from a snapshot: the stream sequence and envelope id the first message must have.
+    expect: Option<(u64, Uuid)>,
     sequencer: Sequencer<RawEnvelope>,
     /// After a reset: the position this replica had applied before it. A stream that comes back
     /// shorter (recreated empty, restored from an old backup) is not trusted until it holds at
@@ -32,7 +47,8 @@ struct Source {
 }
 
 impl Source {
-    fn new(bus: &Bus, identity: bool) -> Source {
+    /// Follows the stream from its first message, or from a snapshot's (already restored).
+    fn new(bus: &Bus, identity: bool, from: Option<&Mark>) -> Source {
         let (stream, filter) = if identity {
             (IdentityEvent::STREAM, IdentityEvent::subject_filter())
         } else {
@@ -41,12 +57,31 @@ impl Source {
         Source {
             identity,
             stream,
-            feed: Feed::follow(bus.clone(), stream, &filter, 1),
-            sequencer: Sequencer::new(0),
+            feed: Feed::follow(bus.clone(), stream, &filter, from.map(|m| m.stream_sequence).unwrap_or(1)),
+            filter,
+            bus: bus.clone(),
+            expect: from.map(|m| (m.stream_sequence, m.event_id)),
+            sequencer: Sequencer::new(from.map(|m| m.position).unwrap_or(0)),
             must_reach: None,
             feed_caught_up: false,
             position: metrics::gauge!("kubegate_proxy_cache_position", "stream" => stream),
         }
+    }
+
+    /// The snapshot turned out not to be of this stream: forget it, follow from the start.
+    fn start_over(&mut self, cache: &Cache, why: &str) {
+        tracing::error!(
+            stream = self.stream,
+            why,
+            "the snapshot does not match the stream; replaying it from its start"
+        );
+        metrics::counter!("kubegate_proxy_cache_snapshots_refused_total").increment(1);
+        self.expect = None;
+        cache.clear_identity();
+        self.sequencer = Sequencer::new(0);
+        self.must_reach = None;
+        self.feed_caught_up = false;
+        self.feed = Feed::follow(self.bus.clone(), self.stream, &self.filter, 1);
     }
 
     /// Whether what was applied can be served: caught up, and not shorter than before a reset.
@@ -67,10 +102,18 @@ impl Source {
     }
 }
 
-/// Runs until `shutdown`.
-pub async fn run(cache: Arc<Cache>, bus: Bus, shutdown: CancellationToken) {
-    let mut identity = Source::new(&bus, true);
-    let mut environments = Source::new(&bus, false);
+/// Runs until `shutdown`; with `snapshots`, starts the identity part from the latest snapshot.
+pub async fn run(cache: Arc<Cache>, bus: Bus, snapshots: bool, shutdown: CancellationToken) {
+    let mut environments = Source::new(&bus, false, None);
+    let restored = if snapshots {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            mark = restore(&cache, &bus) => mark,
+        }
+    } else {
+        None
+    };
+    let mut identity = Source::new(&bus, true, restored.as_ref());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -100,10 +143,61 @@ pub async fn run(cache: Arc<Cache>, bus: Bus, shutdown: CancellationToken) {
     }
 }
 
+/// Loads the latest directory snapshot into the cache; `None` (and an empty directory) when
+/// there is none or it cannot be had.
+async fn restore(cache: &Cache, bus: &Bus) -> Option<Mark> {
+    let started = Instant::now();
+    if !bus.wait_connected(SNAPSHOT_WAIT).await {
+        tracing::warn!("no bus yet; replaying the identity stream from its start");
+        return None;
+    }
+    let snapshot = match tokio::time::timeout(SNAPSHOT_WAIT, snapshot::load(bus)).await {
+        Ok(Ok(Some(snapshot))) => snapshot,
+        Ok(Ok(None)) => {
+            tracing::info!("no directory snapshot; replaying the identity stream from its start");
+            return None;
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot load the directory snapshot; replaying the identity stream from its start");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the directory snapshot did not load in time; replaying the identity stream from its start"
+            );
+            return None;
+        }
+    };
+    let (users, revoked) = (snapshot.state.users.len(), snapshot.state.revoked.len());
+    if let Err(error) = cache.directory.restore(snapshot.state) {
+        tracing::warn!(%error, "the directory snapshot cannot be used; replaying the identity stream from its start");
+        cache.clear_identity();
+        return None;
+    }
+    cache.prune_revocations(chrono::Utc::now().timestamp());
+    let mark = snapshot.mark;
+    tracing::info!(
+        stream_sequence = mark.stream_sequence,
+        position = mark.position,
+        users,
+        revoked,
+        took_ms = started.elapsed().as_millis() as u64,
+        "directory restored from a snapshot; following the identity stream from there"
+    );
+    metrics::gauge!("kubegate_proxy_cache_snapshot_sequence").set(mark.stream_sequence as f64);
+    Some(mark)
+}
+
 fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
     match item {
         FeedItem::Event { stream_sequence, envelope } => {
             cache.touch();
+            if let Some((seq, id)) = source.expect.take()
+                && (stream_sequence != seq || envelope.id != id)
+            {
+                source.start_over(cache, "the snapshot's message is not the stream's");
+                return;
+            }
             let position = envelope.position;
             match source.sequencer.offer(position, envelope, Instant::now()) {
                 Offer::Ready(events) => {
@@ -142,6 +236,10 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
         }
         FeedItem::CaughtUp { stream_sequence } => {
             cache.touch();
+            if source.expect.take().is_some() {
+                source.start_over(cache, "the stream ends before the snapshot's message");
+                return;
+            }
             source.feed_caught_up = true;
             source.settle(cache);
             match source.must_reach {
@@ -155,6 +253,10 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
             }
         }
         FeedItem::Reset(error) => {
+            if source.expect.take().is_some() {
+                source.start_over(cache, &error.to_string());
+                return;
+            }
             tracing::error!(stream = source.stream, %error, "stream reset; rebuilding the cache from it");
             let applied = source.sequencer.last().max(source.must_reach.unwrap_or(0));
             source.must_reach = (applied > 0).then_some(applied);
@@ -170,14 +272,11 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
 }
 
 fn apply(cache: &Cache, identity: bool, raw: &RawEnvelope) {
-    if identity && super::IGNORED_IDENTITY_EVENTS.contains(&raw.event_type.as_str()) {
-        // Most of a long identity log is issued tokens, which the cache never looks at: no
-        // typed decode for them (a replica joining a log of a million tokens starts faster).
-        return;
-    }
     if identity {
-        match raw.decode::<IdentityEvent>() {
-            Ok(env) => cache.apply_identity(&env.event),
+        // Types the directory ignores (most of a long log: issued tokens) are not even decoded.
+        match cache.directory.apply_raw(raw, chrono::Utc::now().timestamp()) {
+            Ok(Some(event)) => cache.close_streams_ended_by(&event),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(position = raw.position, error = %e, "cannot decode identity event");
                 metrics::counter!("kubegate_proxy_cache_undecodable_total").increment(1);

@@ -6,34 +6,23 @@
 pub mod follow;
 pub mod sessions;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
+pub use kubegate_directory::{Directory, UserEntry};
 use kubegate_events::access::{EnvironmentRole, Grant};
 use kubegate_events::environments::{AccessPolicySet, EnvironmentEvent, SealedCredential};
-use kubegate_events::identity::{GlobalRole, IdentityEvent};
+use kubegate_events::identity::IdentityEvent;
 use kubegate_seal::FleetSecretKey;
-use kubegate_token::{Claims, KeySet, Scope, TokenError};
+use kubegate_token::{Claims, Scope, TokenError};
 use sha2::{Digest, Sha256};
 
 use crate::upstream::Upstream;
 pub use sessions::{Holder, Sessions};
 use tokio_util::sync::CancellationToken;
-
-/// What the proxy knows of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserEntry {
-    pub username: String,
-    pub admin: bool,
-    pub disabled: bool,
-    /// Tokens with `iat` below this (seconds) are revoked; 0 for none.
-    pub valid_after: i64,
-    pub teams: BTreeSet<u64>,
-}
 
 /// One environment: where it is, how to authenticate there, who may do what.
 pub struct Environment {
@@ -145,21 +134,9 @@ pub enum Trust {
 
 const VERIFIED_CAPACITY: u64 = 100_000;
 
-/// Identity event types `apply_identity` does nothing with; the follower skips decoding them.
-pub(crate) const IGNORED_IDENTITY_EVENTS: &[&str] = &[
-    "KubeconfigTokenIssued",
-    "UserPasswordChanged",
-    "KubeconfigExpiryChanged",
-    "SignInSucceeded",
-    "SignInFailed",
-];
-
 pub struct Cache {
-    keys: ArcSwap<KeySet>,
-    retired_kids: DashMap<String, ()>,
-    revoked: DashMap<String, i64>,
-    users: DashMap<u64, Arc<UserEntry>>,
-    teams: DashMap<u64, (String, BTreeSet<u64>)>,
+    /// Users, teams, signing keys, revocations (the identity stream's part).
+    pub directory: Directory,
     environments: ArcSwap<HashMap<u64, Arc<Environment>>>,
     /// SHA-256 of a token → its verified claims. Bounded, so garbage tokens cannot grow it.
     verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
@@ -176,11 +153,7 @@ pub struct Cache {
 impl Cache {
     pub fn new(fleet: FleetSecretKey) -> Cache {
         Cache {
-            keys: ArcSwap::from_pointee(KeySet::new()),
-            retired_kids: DashMap::new(),
-            revoked: DashMap::new(),
-            users: DashMap::new(),
-            teams: DashMap::new(),
+            directory: Directory::new(),
             environments: ArcSwap::from_pointee(HashMap::new()),
             verified: moka::sync::Cache::new(VERIFIED_CAPACITY),
             sessions: Sessions::default(),
@@ -237,7 +210,7 @@ impl Cache {
         let verified = match self.verified.get(&digest) {
             Some(v) => v,
             None => {
-                let claims = self.keys.load().verify_signature(token).map_err(|e| refusal(&e))?;
+                let claims = self.directory.keys().verify_signature(token).map_err(|e| refusal(&e))?;
                 let kid: Arc<str> = token_kid(token).unwrap_or_default().into();
                 let v = Arc::new(Verified { claims: Arc::new(claims), kid });
                 self.verified.insert(digest, v.clone());
@@ -246,19 +219,15 @@ impl Cache {
         };
         let claims = &verified.claims;
         kubegate_token::check_claims(claims, Scope::Kubeconfig, now).map_err(|e| refusal(&e))?;
-        if !self.retired_kids.is_empty() && self.retired_kids.contains_key(&*verified.kid) {
+        if self.directory.is_retired(&verified.kid) {
             return Err("token refused: its signing key has been retired; download a new kubeconfig".into());
         }
-        if self.revoked.contains_key(&claims.jti) {
+        if self.directory.is_revoked(&claims.jti) {
             return Err("token revoked; download a new kubeconfig".into());
         }
         let user_id: u64 =
             claims.sub.parse().map_err(|_| "invalid token: sub is not a user id".to_string())?;
-        let user = self
-            .users
-            .get(&user_id)
-            .map(|u| u.value().clone())
-            .ok_or("token refused: the user no longer exists")?;
+        let user = self.directory.user(user_id).ok_or("token refused: the user no longer exists")?;
         if user.disabled {
             return Err("token refused: the user is disabled".into());
         }
@@ -273,10 +242,10 @@ impl Cache {
     /// Checked again right after a stream is registered, because a revocation applied between
     /// the request's check and the registration would otherwise find nothing to close.
     pub fn still_allowed(&self, holder: &Holder) -> bool {
-        if self.retired_kids.contains_key(&*holder.kid) || self.revoked.contains_key(&*holder.token_id) {
+        if self.directory.is_retired(&holder.kid) || self.directory.is_revoked(&holder.token_id) {
             return false;
         }
-        let Some(user) = self.users.get(&holder.user_id).map(|u| u.value().clone()) else { return false };
+        let Some(user) = self.directory.user(holder.user_id) else { return false };
         if user.disabled || holder.iat < user.valid_after {
             return false;
         }
@@ -315,22 +284,22 @@ impl Cache {
 
     /// Names of the user's teams, for impersonation groups.
     pub fn team_names(&self, user: &UserEntry) -> Vec<String> {
-        user.teams.iter().filter_map(|t| self.teams.get(t).map(|e| e.0.clone())).collect()
+        user.teams.iter().filter_map(|t| self.directory.team_name(*t)).collect()
     }
 
     /// Numbers for `replay verify` and the admin endpoint.
     pub fn summary(&self) -> serde_json::Value {
-        let mut users: Vec<_> = self
-            .users
-            .iter()
-            .map(|u| {
+        let users: Vec<_> = self
+            .directory
+            .users()
+            .into_iter()
+            .map(|(id, u)| {
                 serde_json::json!({
-                    "id": *u.key(), "username": u.username, "admin": u.admin, "disabled": u.disabled,
+                    "id": id, "username": u.username, "admin": u.admin, "disabled": u.disabled,
                     "validAfter": u.valid_after, "teams": u.teams,
                 })
             })
             .collect();
-        users.sort_by_key(|u| u["id"].as_u64());
         let mut envs: Vec<_> = self
             .environments
             .load()
@@ -338,24 +307,18 @@ impl Cache {
             .map(|e| serde_json::json!({"id": e.id, "name": e.name, "url": e.url, "policy": e.policy}))
             .collect();
         envs.sort_by_key(|e| e["id"].as_u64());
-        let mut revoked: Vec<String> = self.revoked.iter().map(|r| r.key().clone()).collect();
-        revoked.sort();
         serde_json::json!({
             "users": users,
             "environments": envs,
-            "revokedTokens": revoked,
-            "signingKeys": self.keys.load().len(),
+            "revokedTokens": self.directory.revoked_ids(),
+            "signingKeys": self.directory.keys().len(),
             "trust": format!("{:?}", self.trust()),
         })
     }
 
     /// Forgets everything learned from one stream (it was reset): the caller replays it again.
     pub(crate) fn clear_identity(&self) {
-        self.keys.store(Arc::new(KeySet::new()));
-        self.retired_kids.clear();
-        self.revoked.clear();
-        self.users.clear();
-        self.teams.clear();
+        self.directory.clear();
         self.verified.invalidate_all();
         self.set_caught_up(true, false);
     }
@@ -365,119 +328,25 @@ impl Cache {
         self.set_caught_up(false, false);
     }
 
-    /// Applies one identity event. Revocations also close open streams of the tokens they hit.
+    /// Applies one identity event to the directory, and closes the open streams it ends.
     /// Public for benchmarks and tools that build a cache without a bus; in the proxy, only the
     /// follower (`follow`) calls it.
     pub fn apply_identity(&self, event: &IdentityEvent) {
+        self.directory.apply(event, chrono::Utc::now().timestamp());
+        self.close_streams_ended_by(event);
+    }
+
+    /// Closes the open streams an identity event (already applied) ends.
+    pub(crate) fn close_streams_ended_by(&self, event: &IdentityEvent) {
         match event {
-            IdentityEvent::UserCreated(e) => {
-                let teams = self
-                    .teams
-                    .iter()
-                    .filter(|t| t.value().1.contains(&e.user_id))
-                    .map(|t| *t.key())
-                    .collect();
-                self.users.insert(
-                    e.user_id,
-                    Arc::new(UserEntry {
-                        username: e.username.clone(),
-                        admin: e.role == GlobalRole::Admin,
-                        disabled: false,
-                        valid_after: 0,
-                        teams,
-                    }),
-                );
-            }
-            IdentityEvent::UserRoleChanged(e) => {
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    Arc::make_mut(u.value_mut()).admin = e.role == GlobalRole::Admin;
-                }
-            }
-            IdentityEvent::UserPasswordChanged(_) => {}
-            IdentityEvent::UserDisabled(e) => {
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    Arc::make_mut(u.value_mut()).disabled = true;
-                }
-                self.sessions.cut_user(e.user_id, i64::MAX);
-            }
-            IdentityEvent::UserEnabled(e) => {
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    Arc::make_mut(u.value_mut()).disabled = false;
-                }
-            }
-            IdentityEvent::UserDeleted(e) => {
-                self.users.remove(&e.user_id);
-                for mut t in self.teams.iter_mut() {
-                    t.value_mut().1.remove(&e.user_id);
-                }
-                self.sessions.cut_user(e.user_id, i64::MAX);
-            }
-            IdentityEvent::TeamCreated(e) => {
-                self.teams.insert(e.team_id, (e.name.clone(), BTreeSet::new()));
-            }
-            IdentityEvent::TeamRenamed(e) => {
-                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
-                    t.0 = e.name.clone();
-                }
-            }
-            IdentityEvent::TeamDeleted(e) => {
-                self.teams.remove(&e.team_id);
-                for mut u in self.users.iter_mut() {
-                    if u.teams.contains(&e.team_id) {
-                        Arc::make_mut(u.value_mut()).teams.remove(&e.team_id);
-                    }
-                }
-            }
-            IdentityEvent::TeamMemberAdded(e) => {
-                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
-                    t.1.insert(e.user_id);
-                }
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    Arc::make_mut(u.value_mut()).teams.insert(e.team_id);
-                }
-            }
-            IdentityEvent::TeamMemberRemoved(e) => {
-                if let Some(mut t) = self.teams.get_mut(&e.team_id) {
-                    t.1.remove(&e.user_id);
-                }
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    Arc::make_mut(u.value_mut()).teams.remove(&e.team_id);
-                }
-            }
-            IdentityEvent::KubeconfigExpiryChanged(_) => {}
-            IdentityEvent::SigningKeyAdded(e) => {
-                let mut keys = (**self.keys.load()).clone();
-                match keys.insert(&e.kid, &e.public_key) {
-                    Ok(()) => self.keys.store(Arc::new(keys)),
-                    Err(err) => {
-                        tracing::error!(kid = %e.kid, error = %err, "signing key in the stream is unusable")
-                    }
-                }
-            }
-            IdentityEvent::SigningKeyRetired(e) => {
-                let mut keys = (**self.keys.load()).clone();
-                keys.remove(&e.kid);
-                self.keys.store(Arc::new(keys));
-                self.retired_kids.insert(e.kid.clone(), ());
-                self.sessions.cut_kid(&e.kid);
-            }
-            IdentityEvent::KubeconfigTokenIssued(_) => {}
-            IdentityEvent::KubeconfigTokenRevoked(e) => {
-                let expires = e.expires_at.map(|t| t.timestamp()).unwrap_or(i64::MAX);
-                if expires > chrono::Utc::now().timestamp() {
-                    self.revoked.insert(e.token_id.clone(), expires);
-                }
-                self.sessions.cut_token(&e.token_id);
-            }
+            IdentityEvent::UserDisabled(e) => self.sessions.cut_user(e.user_id, i64::MAX),
+            IdentityEvent::UserDeleted(e) => self.sessions.cut_user(e.user_id, i64::MAX),
+            IdentityEvent::SigningKeyRetired(e) => self.sessions.cut_kid(&e.kid),
+            IdentityEvent::KubeconfigTokenRevoked(e) => self.sessions.cut_token(&e.token_id),
             IdentityEvent::UserTokensRevoked(e) => {
-                let cutoff = e.valid_after.timestamp();
-                if let Some(mut u) = self.users.get_mut(&e.user_id) {
-                    let entry = Arc::make_mut(u.value_mut());
-                    entry.valid_after = entry.valid_after.max(cutoff);
-                }
-                self.sessions.cut_user(e.user_id, cutoff);
+                self.sessions.cut_user(e.user_id, e.valid_after.timestamp())
             }
-            IdentityEvent::SignInSucceeded(_) | IdentityEvent::SignInFailed(_) => {}
+            _ => {}
         }
     }
 
@@ -548,16 +417,15 @@ impl Cache {
         self.environments.store(Arc::new(envs));
         // Streams of users who lost access to this environment are closed.
         if let Some(env) = env {
-            let users = &self.users;
             self.sessions.cut_environment_where(id, |user_id| {
-                users.get(&user_id).map(|u| self.grant(&u, user_id, &env).is_none()).unwrap_or(true)
+                self.directory.user(user_id).map(|u| self.grant(&u, user_id, &env).is_none()).unwrap_or(true)
             });
         }
     }
 
     /// Forgets revocations of tokens that have expired anyway (they could not be used).
     pub(crate) fn prune_revocations(&self, now: i64) {
-        self.revoked.retain(|_, exp| *exp > now);
+        self.directory.prune_revocations(now);
     }
 }
 

@@ -114,9 +114,9 @@ fn expired_revocations_are_forgotten() {
         user_id: 7,
         expires_at: Some(Utc::now() + chrono::Duration::seconds(30)),
     }));
-    assert!(cache.revoked.contains_key("old"));
+    assert!(cache.directory.is_revoked("old"));
     cache.prune_revocations(Utc::now().timestamp() + 60);
-    assert!(!cache.revoked.contains_key("old"));
+    assert!(!cache.directory.is_revoked("old"));
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn grants_come_from_policies_teams_and_the_admin_role() {
     cache.apply_identity(&IdentityEvent::TeamMemberAdded(TeamMemberAdded { team_id: 2, user_id: 7 }));
     register_prod(&cache);
     let env = cache.environment(1).unwrap();
-    let user = cache.users.get(&7).unwrap().value().clone();
+    let user = cache.directory.user(7).unwrap();
     assert!(cache.grant(&user, 7, &env).is_none());
     cache.apply_environment(&EnvironmentEvent::AccessPolicySet(AccessPolicySet {
         environment_id: 1,
@@ -141,7 +141,7 @@ fn grants_come_from_policies_teams_and_the_admin_role() {
         user_id: 7,
         role: GlobalRole::Admin,
     }));
-    let admin = cache.users.get(&7).unwrap().value().clone();
+    let admin = cache.directory.user(7).unwrap();
     assert_eq!(cache.grant(&admin, 7, &env).unwrap().role, EnvironmentRole::EnvironmentAdmin);
     // A credential the fleet key cannot open makes the environment unusable, with a reason.
     assert!(env.upstream(&cache.fleet).unwrap_err().contains("credential"));
@@ -151,7 +151,7 @@ fn grants_come_from_policies_teams_and_the_admin_role() {
 
 #[test]
 fn the_event_types_skipped_when_following_are_identity_types_the_cache_ignores() {
-    for name in IGNORED_IDENTITY_EVENTS {
+    for name in kubegate_directory::IGNORED_EVENTS {
         assert!(
             kubegate_events::envelope::subject_of::<IdentityEvent>(name).is_some(),
             "{name} is not an identity event type"

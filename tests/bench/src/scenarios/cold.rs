@@ -3,9 +3,11 @@
 //! Cold start: a synthetic history is published straight into `KUBEGATE_IDENTITY` (users, a
 //! signing key, issued and revoked kubeconfig tokens) and `KUBEGATE_ENVIRONMENTS` (environments
 //! with credentials sealed to a fleet key, and their access policies), positions 1, 2, 3, … per
-//! stream as the services' outboxes write them. Then a proxy replica starts against it; measured:
-//! time from process start until `/readyz` answers 200, and its resident memory then (VmRSS) and
-//! at its peak (VmHWM).
+//! stream as the services' outboxes write them. The identity service then runs against it, as
+//! in a deployment, and writes its directory snapshot. Then proxy replicas start, one at a time;
+//! measured: time from process start until `/readyz` answers 200, and resident memory then
+//! (VmRSS) and at its peak (VmHWM). The same again with snapshots turned off (the whole identity
+//! stream replayed), for comparison.
 //!
 //! Audit replay: `RequestAudited` records published to `KUBEGATE_AUDIT`, then replayed to JSON
 //! lines by the `kubegate audit` command, as an operator runs it.
@@ -38,10 +40,18 @@ pub struct ColdResult {
     pub stream_mib: f64,
     /// Seconds to publish the history (not part of the figure; for context).
     pub publish_s: f64,
+    /// Seconds from the identity service's start until its snapshot of the history was written.
+    pub snapshot_written_s: f64,
+    /// Size of that snapshot (MiB in `KUBEGATE_SNAPSHOTS`).
+    pub snapshot_mib: f64,
+    /// Medians of the starts from the snapshot.
     pub ready_s: f64,
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
     pub runs: Vec<ColdRun>,
+    /// Starts with snapshots turned off (`KUBEGATE_CACHE_SNAPSHOTS=false`): the whole stream.
+    pub full_replay_ready_s: f64,
+    pub full_replay_runs: Vec<ColdRun>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -361,8 +371,43 @@ pub async fn run(
     say(start, format!("published in {:.1}s", published.elapsed().as_secs_f64()));
 
     let cold_result = if cold {
+        // The identity service writes the snapshot replicas start from: run it against the
+        // history, as a deployment does, until its snapshot stands at the stream's end.
+        let identity_db = kubegate_testsupport::postgres::TestDb::create().await;
+        let last = bus.last_sequence("KUBEGATE_IDENTITY").await.map_err(|e| e.to_string())?;
+        let every = history.identity_len().min(10_000);
+        let identity_env = vec![
+            ("KUBEGATE_IDENTITY_LISTEN", format!("127.0.0.1:{}", kubegate_testsupport::net::free_port())),
+            ("KUBEGATE_IDENTITY_DATABASE_URL", identity_db.url()),
+            ("KUBEGATE_MASTER_KEY", "3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=".to_string()),
+            ("KUBEGATE_ADMIN_PASSWORD", "bench-admin-password-0123".to_string()),
+            ("KUBEGATE_SNAPSHOT_EVERY", every.to_string()),
+            ("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()),
+            ("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()),
+            ("KUBEGATE_NATS_URL", nats.url()),
+        ];
+        let mut identity = Service::new("cold-identity", workspace_bin("kubegate-identity"), &identity_env);
+        say(start, "cold start: the identity service writes its directory snapshot");
+        let t0 = Instant::now();
+        identity.start();
+        loop {
+            let mark = kubegate_directory::snapshot::latest_mark(&bus).await.ok().flatten();
+            if mark.is_some_and(|m| m.stream_sequence == last) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(300) {
+                return Err(format!("no snapshot after 300 s:\n{}", identity.logs()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let snapshot_written_s = t0.elapsed().as_secs_f64();
+        say(start, format!("  snapshot written {snapshot_written_s:.1}s after identity started"));
+        identity.terminate(Duration::from_secs(10));
+
         let mut runs = Vec::new();
-        for i in 0..plan.cold.starts {
+        let mut full_replay_runs = Vec::new();
+        for i in 0..2 * plan.cold.starts {
+            let from_snapshot = i < plan.cold.starts;
             let spool = work.path().join(format!("spool-{i}"));
             let env = vec![
                 ("KUBEGATE_PROXY_LISTEN", format!("127.0.0.1:{}", kubegate_testsupport::net::free_port())),
@@ -375,6 +420,7 @@ pub async fn run(
                 ("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()),
                 ("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()),
                 ("KUBEGATE_NATS_URL", nats.url()),
+                ("KUBEGATE_CACHE_SNAPSHOTS", from_snapshot.to_string()),
             ];
             let mut proxy = Service::new(&format!("cold-proxy-{i}"), workspace_bin("kubegate-proxy"), &env);
             let t0 = Instant::now();
@@ -389,22 +435,28 @@ pub async fn run(
             let ready = t0.elapsed().as_secs_f64();
             let pid = proxy.pid().ok_or("the cold replica exited")?;
             let (rss, peak) = crate::stack::rss_kib(pid).ok_or("cannot read the cold replica's memory")?;
+            if from_snapshot && !proxy.logs().contains("directory restored from a snapshot") {
+                return Err(format!("the cold replica did not start from the snapshot:\n{}", proxy.logs()));
+            }
             proxy.kill();
             let run =
                 ColdRun { ready_s: ready, rss_mib: rss as f64 / 1024.0, peak_rss_mib: peak as f64 / 1024.0 };
             say(
                 start,
                 format!(
-                    "  cold start {}: ready in {:.2}s, RSS {:.0} MiB (peak {:.0} MiB)",
+                    "  cold start {} ({}): ready in {:.2}s, RSS {:.0} MiB (peak {:.0} MiB)",
                     i + 1,
+                    if from_snapshot { "from the snapshot" } else { "whole stream" },
                     run.ready_s,
                     run.rss_mib,
                     run.peak_rss_mib
                 ),
             );
-            runs.push(run);
+            if from_snapshot { runs.push(run) } else { full_replay_runs.push(run) }
         }
-        let m = |f: fn(&ColdRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
+        let m = |runs: &[ColdRun], f: fn(&ColdRun) -> f64| {
+            median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+        };
         Some(ColdResult {
             history: plan.cold.clone(),
             identity_events: history.identity_len(),
@@ -412,10 +464,14 @@ pub async fn run(
             stream_mib: stream_mib(&bus, "KUBEGATE_IDENTITY").await
                 + stream_mib(&bus, "KUBEGATE_ENVIRONMENTS").await,
             publish_s: cold_published.as_secs_f64(),
-            ready_s: m(|r| r.ready_s),
-            rss_mib: m(|r| r.rss_mib),
-            peak_rss_mib: m(|r| r.peak_rss_mib),
+            snapshot_written_s,
+            snapshot_mib: stream_mib(&bus, kubegate_directory::snapshot::STREAM).await,
+            ready_s: m(&runs, |r| r.ready_s),
+            rss_mib: m(&runs, |r| r.rss_mib),
+            peak_rss_mib: m(&runs, |r| r.peak_rss_mib),
+            full_replay_ready_s: m(&full_replay_runs, |r| r.ready_s),
             runs,
+            full_replay_runs,
         })
     } else {
         None

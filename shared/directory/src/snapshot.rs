@@ -1,0 +1,167 @@
+//! Snapshots of the [`Directory`](crate::Directory) in `KUBEGATE_SNAPSHOTS`.
+//!
+//! A snapshot is the directory's [`State`] after folding `KUBEGATE_IDENTITY` up to one message,
+//! with that message's stream sequence and envelope id and the last position applied. It is
+//! stored as JSON in chunks of 256 KiB (a NATS message is at most 1 MiB) on
+//! `kubegate.snapshots.identity.chunk.<n>`, then a manifest on `kubegate.snapshots.identity.manifest`
+//! naming the chunks by stream sequence, with the length and SHA-256 of the whole. Each subject
+//! keeps its last two messages, so a reader that fetched a manifest can still fetch its chunks
+//! while the next snapshot is being written.
+//!
+//! A reader loads the state, then follows the stream from the snapshot's message: the first
+//! message it receives must be that one, with that envelope id; otherwise the stream is not the
+//! one the snapshot was made from (recreated, restored) and the reader starts from nothing.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use kubegate_bus::{Bus, BusError, StreamDef};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::State;
+
+/// The stream snapshots live in.
+pub const STREAM: &str = "KUBEGATE_SNAPSHOTS";
+/// The stream a directory snapshot is folded from.
+pub const SOURCE: &str = "KUBEGATE_IDENTITY";
+const MANIFEST_SUBJECT: &str = "kubegate.snapshots.identity.manifest";
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Bumped when [`State`] changes incompatibly; a reader ignores snapshots of another format.
+pub const FORMAT: u32 = 1;
+/// A manifest claiming more than this is not believed.
+const MAX_BYTES: u64 = 1 << 30;
+
+fn chunk_subject(i: usize) -> String {
+    format!("kubegate.snapshots.identity.chunk.{i}")
+}
+
+/// Where in the source stream a snapshot stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mark {
+    /// The last message of the source stream folded in.
+    pub stream_sequence: u64,
+    /// That message's envelope id.
+    pub event_id: Uuid,
+    /// The last log position applied; every position up to it is in the state.
+    pub position: u64,
+    pub written_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub format: u32,
+    pub source: String,
+    #[serde(flatten)]
+    pub mark: Mark,
+    pub state: State,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    format: u32,
+    source: String,
+    #[serde(flatten)]
+    mark: Mark,
+    bytes: u64,
+    sha256: String,
+    chunks: Vec<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the snapshot is damaged: {0}")]
+    Damaged(String),
+}
+
+impl Snapshot {
+    pub fn new(mark: Mark, state: State) -> Snapshot {
+        Snapshot { format: FORMAT, source: SOURCE.to_string(), mark, state }
+    }
+}
+
+/// Creates `KUBEGATE_SNAPSHOTS` or brings it in line (the writer's business).
+pub async fn ensure_stream(bus: &Bus) -> Result<(), SnapshotError> {
+    Ok(bus.ensure_stream(&StreamDef::snapshots()).await?)
+}
+
+/// Writes `snapshot`: its chunks, then its manifest.
+pub async fn write(bus: &Bus, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    let body = serde_json::to_vec(snapshot).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    let mut chunks = Vec::with_capacity(body.len() / CHUNK_BYTES + 1);
+    for (i, chunk) in body.chunks(CHUNK_BYTES).enumerate() {
+        chunks.push(bus.publish_acked(chunk_subject(i), Bytes::copy_from_slice(chunk)).await?);
+    }
+    let manifest = Manifest {
+        format: snapshot.format,
+        source: snapshot.source.clone(),
+        mark: snapshot.mark.clone(),
+        bytes: body.len() as u64,
+        sha256: hex::encode(Sha256::digest(&body)),
+        chunks,
+    };
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    bus.publish_acked(MANIFEST_SUBJECT.to_string(), manifest.into()).await?;
+    Ok(())
+}
+
+async fn manifest(bus: &Bus) -> Result<Option<Manifest>, SnapshotError> {
+    let Some((_, payload)) = bus.last_message_on(STREAM, MANIFEST_SUBJECT).await? else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&payload)
+        .map_err(|e| SnapshotError::Damaged(format!("unreadable manifest: {e}")))?;
+    if manifest.format != FORMAT || manifest.source != SOURCE {
+        tracing::warn!(
+            format = manifest.format,
+            source = %manifest.source,
+            "the latest snapshot is of another format or source; not used"
+        );
+        return Ok(None);
+    }
+    Ok(Some(manifest))
+}
+
+/// Where the latest snapshot stands, without loading it (`None`: there is none).
+pub async fn latest_mark(bus: &Bus) -> Result<Option<Mark>, SnapshotError> {
+    Ok(manifest(bus).await?.map(|m| m.mark))
+}
+
+/// Loads the latest snapshot (`None`: there is none of this format). Every chunk must be the
+/// manifest's, and the whole must have the manifest's length and digest.
+pub async fn load(bus: &Bus) -> Result<Option<Snapshot>, SnapshotError> {
+    let Some(manifest) = manifest(bus).await? else { return Ok(None) };
+    let damaged = |why: String| SnapshotError::Damaged(why);
+    if manifest.bytes > MAX_BYTES || manifest.chunks.len() as u64 > manifest.bytes / CHUNK_BYTES as u64 + 1 {
+        return Err(damaged(format!(
+            "a manifest of {} bytes in {} chunks",
+            manifest.bytes,
+            manifest.chunks.len()
+        )));
+    }
+    let mut body = Vec::with_capacity(manifest.bytes as usize);
+    for (i, seq) in manifest.chunks.iter().enumerate() {
+        let (subject, payload) = bus.message_at(STREAM, *seq).await?;
+        if subject != chunk_subject(i) {
+            return Err(damaged(format!("message {seq} is {subject}, not chunk {i}")));
+        }
+        body.extend_from_slice(&payload);
+        if body.len() as u64 > manifest.bytes {
+            return Err(damaged("longer than its manifest says".into()));
+        }
+    }
+    if body.len() as u64 != manifest.bytes || hex::encode(Sha256::digest(&body)) != manifest.sha256 {
+        return Err(damaged("its chunks do not add up to what the manifest says".into()));
+    }
+    let snapshot: Snapshot =
+        serde_json::from_slice(&body).map_err(|e| damaged(format!("unreadable state: {e}")))?;
+    if snapshot.mark != manifest.mark || snapshot.format != FORMAT || snapshot.source != SOURCE {
+        return Err(damaged("the state and its manifest disagree".into()));
+    }
+    Ok(Some(snapshot))
+}

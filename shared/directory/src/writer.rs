@@ -1,0 +1,181 @@
+//! The snapshot writer, run by the identity service (the owner of `KUBEGATE_IDENTITY`; proxy
+//! replicas may only read): follows the stream from its first message with the same fold the
+//! replicas run, and writes a snapshot once it has caught up, whenever `every` more messages
+//! have arrived since the last one, and when the last one is older than `max_age` and the
+//! stream has moved on.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
+use kubegate_events::identity::IdentityEvent;
+use kubegate_events::{DomainEvent, RawEnvelope};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Directory;
+use crate::snapshot::{self, Mark, Snapshot};
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Write again after this many messages; 0 turns the writer off.
+    pub every: u64,
+    /// Write again after this long when anything arrived since.
+    pub max_age: Duration,
+    /// How often the conditions are looked at besides on each message.
+    pub check: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> WriterConfig {
+        WriterConfig { every: 10_000, max_age: Duration::from_secs(3600), check: Duration::from_secs(10) }
+    }
+}
+
+/// What the writer follows, reset together when the stream is.
+struct Fold {
+    directory: Directory,
+    sequencer: Sequencer<RawEnvelope>,
+    /// The last message delivered and its envelope id (none after an undecodable one).
+    last: Option<(u64, Uuid)>,
+    caught_up: bool,
+}
+
+impl Fold {
+    fn new() -> Fold {
+        Fold { directory: Directory::new(), sequencer: Sequencer::new(0), last: None, caught_up: false }
+    }
+}
+
+/// What one feed item did to the fold.
+enum Step {
+    Applied,
+    /// The stream was reset: the fold starts again, and the last snapshot is of another history.
+    Reset,
+    /// Too much held behind a gap: start over with a new feed.
+    Restart,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
+    if config.every == 0 {
+        tracing::info!("snapshot writer off");
+        return;
+    }
+    // The stream first; NATS may not be there yet.
+    loop {
+        match snapshot::ensure_stream(&bus).await {
+            Ok(()) => break,
+            Err(e) => tracing::debug!(error = %e, "snapshot stream not ensured yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    let mut written: Option<(u64, Instant)> = match snapshot::latest_mark(&bus).await {
+        Ok(Some(mark)) => {
+            let age = (Utc::now() - mark.written_at).to_std().unwrap_or_default();
+            Some((mark.stream_sequence, Instant::now().checked_sub(age).unwrap_or_else(Instant::now)))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the latest snapshot's manifest; writing a new one");
+            None
+        }
+    };
+    let written_gauge = metrics::gauge!("kubegate_directory_snapshot_sequence");
+    let mut feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
+    let mut fold = Fold::new();
+    let mut tick = tokio::time::interval(config.check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            item = feed.recv() => {
+                let Some(item) = item else { return };
+                match follow(&mut fold, item) {
+                    Step::Applied => {}
+                    Step::Reset => written = None,
+                    Step::Restart => {
+                        feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
+                        fold = Fold::new();
+                        written = None;
+                        continue;
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(due) = due(&fold, written, &config) else { continue };
+        let now = Utc::now();
+        fold.directory.prune_revocations(now.timestamp());
+        let mark = Mark {
+            stream_sequence: due.0,
+            event_id: due.1,
+            position: fold.sequencer.last(),
+            written_at: now,
+        };
+        let snapshot = Snapshot::new(mark, fold.directory.state());
+        let started = Instant::now();
+        match snapshot::write(&bus, &snapshot).await {
+            Ok(()) => {
+                tracing::info!(
+                    stream_sequence = due.0,
+                    position = snapshot.mark.position,
+                    users = snapshot.state.users.len(),
+                    revoked = snapshot.state.revoked.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "directory snapshot written"
+                );
+                written = Some((due.0, Instant::now()));
+                written_gauge.set(due.0 as f64);
+                metrics::counter!("kubegate_directory_snapshots_written_total").increment(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write a directory snapshot; trying again later"),
+        }
+    }
+}
+
+/// Applies one feed item.
+fn follow(fold: &mut Fold, item: FeedItem) -> Step {
+    match item {
+        FeedItem::Event { stream_sequence, envelope } => {
+            let id = envelope.id;
+            match fold.sequencer.offer(envelope.position, envelope, Instant::now()) {
+                Offer::Ready(events) => {
+                    let now = Utc::now().timestamp();
+                    for e in events {
+                        if let Err(error) = fold.directory.apply_raw(&e, now) {
+                            tracing::error!(position = e.position, %error, "cannot decode identity event");
+                        }
+                    }
+                }
+                Offer::Duplicate | Offer::Held { .. } => {}
+                Offer::Overflow => return Step::Restart,
+            }
+            fold.last = Some((stream_sequence, id));
+        }
+        FeedItem::Undecodable { .. } => fold.last = None,
+        FeedItem::CaughtUp { .. } => fold.caught_up = true,
+        FeedItem::Reset(error) => {
+            tracing::warn!(%error, "identity stream reset; folding it again from the start");
+            *fold = Fold::new();
+            return Step::Reset;
+        }
+    }
+    Step::Applied
+}
+
+/// The message a snapshot would stand at, when one is due.
+fn due(fold: &Fold, written: Option<(u64, Instant)>, config: &WriterConfig) -> Option<(u64, Uuid)> {
+    let (seq, id) = fold.last?;
+    if !fold.caught_up || fold.sequencer.held() > 0 {
+        return None;
+    }
+    let is_due = match written {
+        None => seq >= config.every,
+        Some((at, when)) => seq > at && (seq - at >= config.every || when.elapsed() >= config.max_age),
+    };
+    is_due.then_some((seq, id))
+}

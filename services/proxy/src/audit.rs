@@ -5,11 +5,10 @@
 //! silently: the only loss path is a full overflow queue or a failing disk, both counted and logged.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kubegate_bus::Bus;
 use kubegate_events::audit::AuditEvent;
@@ -17,9 +16,16 @@ use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod spool;
+
+use spool::Spool;
+
 const CHANNEL: usize = 65_536;
 const OVERFLOW_LIMIT: usize = 1_000_000;
 const BATCH: usize = 1024;
+/// After a replay of the spool failed, new records go straight to the spool for this long
+/// before publishing is tried again.
+const REPLAY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What the publisher reports, for readiness and tests.
 #[derive(Debug, Default)]
@@ -89,7 +95,7 @@ pub fn spawn(
     let status = Arc::new(AuditStatus::default());
     let overflow = Arc::new(Mutex::new(VecDeque::new()));
     let spool = Spool::open(spool_dir.join("audit.spool"))?;
-    status.spool_bytes.store(spool.bytes, Ordering::Relaxed);
+    status.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
     let publisher = Publisher {
         bus,
         rx,
@@ -99,6 +105,7 @@ pub fn spawn(
         position: 0,
         spool,
         spool_max_bytes,
+        replay_after: None,
     };
     let handle = tokio::spawn(publisher.run(shutdown));
     Ok((Auditor { tx, overflow, status, stream_id }, AuditTask { handle }))
@@ -113,6 +120,8 @@ struct Publisher {
     position: u64,
     spool: Spool,
     spool_max_bytes: u64,
+    /// A replay failed: not before this.
+    replay_after: Option<Instant>,
 }
 
 impl Publisher {
@@ -182,7 +191,7 @@ impl Publisher {
             self.spool_records(&records);
             return;
         }
-        if self.spool.bytes > 0 && !self.replay_spool().await {
+        if self.spool.bytes() > 0 && !self.replay_spool().await {
             self.spool_records(&records);
             return;
         }
@@ -243,12 +252,13 @@ impl Publisher {
     }
 
     fn after_spool_change(&self) {
-        self.status.spool_bytes.store(self.spool.bytes, Ordering::Relaxed);
-        metrics::gauge!("kubegate_audit_spool_bytes").set(self.spool.bytes as f64);
-        let full = self.spool.bytes > self.spool_max_bytes;
+        let bytes = self.spool.bytes();
+        self.status.spool_bytes.store(bytes, Ordering::Relaxed);
+        metrics::gauge!("kubegate_audit_spool_bytes").set(bytes as f64);
+        let full = bytes > self.spool_max_bytes;
         if full && !self.status.spool_full.load(Ordering::Relaxed) {
             tracing::error!(
-                bytes = self.spool.bytes,
+                bytes,
                 limit = self.spool_max_bytes,
                 "audit spool over its limit; this replica reports not ready"
             );
@@ -256,32 +266,52 @@ impl Publisher {
         self.status.spool_full.store(full, Ordering::Relaxed);
     }
 
-    /// Publishes the spool in order; true when it is empty afterwards.
+    /// Publishes the spool in order, a chunk at a time; true when it is empty afterwards. After
+    /// a failure, waits [`REPLAY_BACKOFF`] before trying again (new records are spooled behind).
     async fn replay_spool(&mut self) -> bool {
-        let records = match self.spool.read_all() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the audit spool");
-                return false;
+        if self.replay_after.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let mut done = 0;
+        let ok = loop {
+            if self.spool.bytes() == 0 {
+                break true;
+            }
+            let before = self.spool.offset();
+            let (chunk, scanned) = match self.spool.read_chunk(BATCH) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the audit spool");
+                    break false;
+                }
+            };
+            let items: Vec<(&str, &RawEnvelope)> =
+                chunk.iter().map(|s| (subject(&s.record), &s.record)).collect();
+            let (published, all) = match self.bus.publish_events(&items).await {
+                Ok(()) => (chunk.len(), true),
+                Err(e) => (e.published, false),
+            };
+            done += published;
+            // Only what was acknowledged leaves the spool (damaged lines go with the chunk; a
+            // spool whose file is gone has nothing left to read).
+            let end = match (all, scanned > before) {
+                (true, true) => scanned,
+                (true, false) => u64::MAX,
+                (false, _) => chunk.get(published.wrapping_sub(1)).map(|s| s.end).unwrap_or(0),
+            };
+            if end > 0
+                && let Err(e) = self.spool.consume_to(end)
+            {
+                tracing::error!(error = %e, "cannot record how far the audit spool was replayed");
+                break false;
+            }
+            if !all {
+                self.recreate_stream_if_gone().await;
+                break false;
             }
         };
-        let mut done = 0;
-        for chunk in records.chunks(BATCH) {
-            let items: Vec<(&str, &RawEnvelope)> = chunk.iter().map(|r| (subject(r), r)).collect();
-            match self.bus.publish_events(&items).await {
-                Ok(()) => done += chunk.len(),
-                Err(e) => {
-                    done += e.published;
-                    self.recreate_stream_if_gone().await;
-                    break;
-                }
-            }
-        }
+        self.replay_after = (!ok).then(|| Instant::now() + REPLAY_BACKOFF);
         self.status.published.fetch_add(done as u64, Ordering::Relaxed);
-        let ok = done == records.len();
-        if let Err(e) = self.spool.keep_from(&records, done) {
-            tracing::error!(error = %e, "cannot rewrite the audit spool");
-        }
         self.status.nats_failing.store(!ok, Ordering::Relaxed);
         if ok && done > 0 {
             tracing::info!(records = done, "audit spool replayed");
@@ -294,83 +324,4 @@ impl Publisher {
 fn subject(raw: &RawEnvelope) -> &'static str {
     kubegate_events::envelope::subject_of::<AuditEvent>(&raw.event_type)
         .unwrap_or(AuditEvent::TYPES[0].subject)
-}
-
-/// Newline-delimited JSON envelopes, fsync'd on every append.
-struct Spool {
-    path: PathBuf,
-    bytes: u64,
-}
-
-impl Spool {
-    fn open(path: PathBuf) -> std::io::Result<Spool> {
-        let bytes = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        if bytes > 0 {
-            tracing::info!(bytes, path = %path.display(), "audit spool from an earlier run will be replayed");
-        }
-        Ok(Spool { path, bytes })
-    }
-
-    fn append(&mut self, records: &[RawEnvelope]) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
-        let mut buf = Vec::with_capacity(records.len() * 512);
-        for r in records {
-            buf.extend_from_slice(&r.to_vec());
-            buf.push(b'\n');
-        }
-        f.write_all(&buf)?;
-        f.sync_data()?;
-        self.bytes += buf.len() as u64;
-        Ok(())
-    }
-
-    fn read_all(&self) -> std::io::Result<Vec<RawEnvelope>> {
-        let f = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for line in std::io::BufReader::new(f).lines() {
-            let line = line?;
-            if line.is_empty() {
-                continue;
-            }
-            match RawEnvelope::from_slice(line.as_bytes()) {
-                Ok(r) => out.push(r),
-                // A torn last line from a crash mid-write: the record was never acknowledged to
-                // anyone, but say so.
-                Err(e) => tracing::error!(error = %e, "skipping a damaged audit spool line"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Keeps `records[done..]` in the spool.
-    fn keep_from(&mut self, records: &[RawEnvelope], done: usize) -> std::io::Result<()> {
-        if done == 0 {
-            return Ok(());
-        }
-        let rest = &records[done..];
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            for r in rest {
-                f.write_all(&r.to_vec())?;
-                f.write_all(b"\n")?;
-            }
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        self.bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        Ok(())
-    }
-
-    fn sync(&self) -> std::io::Result<()> {
-        if Path::new(&self.path).exists() { std::fs::File::open(&self.path)?.sync_all() } else { Ok(()) }
-    }
 }

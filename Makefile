@@ -6,11 +6,12 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: help deps build up down status test fuzz bench fmt lint
+.PHONY: help deps build up down reset status test fuzz bench fmt lint
 
 help:
 	@echo "make up      build and start the whole stack on https://127.0.0.1:9443"
 	@echo "make down    stop what make up started"
+	@echo "make reset   stop it and forget it: drop its databases, remove .kubegate"
 	@echo "make status  show what is running"
 	@echo "make test    run every test (needs PostgreSQL and NATS; make deps sets them up), then make fuzz"
 	@echo "make fuzz    run each fuzz target for FUZZ_SECONDS (default 60) on its seed corpus"
@@ -28,6 +29,9 @@ up: build
 
 down:
 	@bash deploy/local/down.sh
+
+reset:
+	@bash deploy/local/reset.sh
 
 status:
 	@bash deploy/local/status.sh

@@ -21,6 +21,19 @@ KUBESIM_ADMIN=9545
 # machine's NATS on 4222.
 NATS_PORT="${KUBEGATE_LOCAL_NATS_PORT:-4223}"
 NATS_DIR="$KG_DIR/nats"
+# The services' default databases, which the local stack uses; their secrets are sealed with
+# the keys under .kubegate.
+LOCAL_DATABASES="kubegate_identity kubegate_kubeconfig"
+
+# Names the local databases that exist on 127.0.0.1:5432 (nothing when PostgreSQL cannot say).
+existing_databases() {
+  local db
+  for db in $LOCAL_DATABASES; do
+    if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" 2>/dev/null)" = 1 ]; then
+      echo "$db"
+    fi
+  done
+}
 
 running() {
   local pidfile="$PID_DIR/$1.pid"

@@ -15,6 +15,14 @@ bin() {
   echo "$b"
 }
 
+# New keys with databases of an earlier stack would start a stack that cannot open its own
+# data (every sign-in fails): stop before making any.
+if [ ! -f "$KG_DIR/master-key" ] && [ -n "$(existing_databases)" ]; then
+  echo "kubegate: PostgreSQL still holds $(existing_databases | paste -sd' ' -) from an earlier local stack," >&2
+  echo "  sealed with keys that were in the removed $KG_DIR. Run 'make reset' to drop them" >&2
+  echo "  (their data is lost) and start anew, or put that directory back." >&2
+  exit 1
+fi
 "$(bin kubegate)" dev init --dir "$KG_DIR" >/dev/null
 # The admin command line, at a stable path for the walk-through.
 mkdir -p "$KG_DIR/bin"

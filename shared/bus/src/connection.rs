@@ -227,7 +227,7 @@ impl Bus {
     }
 
     /// The last message on `subject` in `stream`: its sequence and payload (`None` when there is
-    /// none).
+    /// none, the stream not existing included).
     pub async fn last_message_on(
         &self,
         stream: &str,
@@ -238,6 +238,12 @@ impl Bus {
         match s.get_last_raw_message_by_subject(subject).await {
             Ok(m) => Ok(Some((m.sequence, m.payload))),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e)
+                if matches!(e.kind(), LastRawMessageErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(stream_error(stream, e)),
         }
     }

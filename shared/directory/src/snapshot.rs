@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use kubegate_bus::{Bus, BusError, StreamDef};
+use kubegate_bus::{Bus, BusError, FeedItem, StreamDef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -164,4 +164,35 @@ pub async fn load(bus: &Bus) -> Result<Option<Snapshot>, SnapshotError> {
         return Err(damaged("the state and its manifest disagree".into()));
     }
     Ok(Some(snapshot))
+}
+
+/// A follower that started from a snapshot: the stream sequence and envelope id its feed's
+/// first item must have for the snapshot to be of this stream's history.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    stream_sequence: u64,
+    event_id: Uuid,
+}
+
+impl Resume {
+    pub fn new(mark: &Mark) -> Resume {
+        Resume { stream_sequence: mark.stream_sequence, event_id: mark.event_id }
+    }
+
+    /// Checks the feed's first item (a feed started at the snapshot's message): `Err` says why
+    /// the snapshot is not of this stream and the follower must start over from nothing.
+    pub fn check(&self, first: &FeedItem) -> Result<(), String> {
+        match first {
+            FeedItem::Event { stream_sequence, envelope }
+                if *stream_sequence == self.stream_sequence && envelope.id == self.event_id =>
+            {
+                Ok(())
+            }
+            FeedItem::Event { .. } | FeedItem::Undecodable { .. } => {
+                Err("the snapshot's message is not the stream's".into())
+            }
+            FeedItem::CaughtUp { .. } => Err("the stream ends before the snapshot's message".into()),
+            FeedItem::Reset(error) => Err(error.to_string()),
+        }
+    }
 }

@@ -1,8 +1,8 @@
 //! The snapshot writer, run by the identity service (the owner of `KUBEGATE_IDENTITY`; proxy
-//! replicas may only read): follows the stream from its first message with the same fold the
-//! replicas run, and writes a snapshot once it has caught up, whenever `every` more messages
-//! have arrived since the last one, and when the last one is older than `max_age` and the
-//! stream has moved on.
+//! replicas may only read): follows the stream with the same fold the replicas run, and writes
+//! a snapshot once it has caught up, whenever `every` more messages have arrived since the last
+//! one, and when the last one is older than `max_age` and the stream has moved on. It starts
+//! from its latest snapshot as replicas do (checked the same way), else from the first message.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::Directory;
-use crate::snapshot::{self, Mark, Snapshot};
+use crate::snapshot::{self, Mark, Resume, Snapshot};
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -85,8 +85,12 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
         }
     };
     let written_gauge = metrics::gauge!("kubegate_directory_snapshot_sequence");
-    let mut feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
     let mut fold = Fold::new();
+    let (start, mut resume) = match resume_from_latest(&bus, &mut fold).await {
+        Some((r, sequence)) => (sequence, Some(r)),
+        None => (1, None),
+    };
+    let mut feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), start);
     let mut tick = tokio::time::interval(config.check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -94,6 +98,15 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             item = feed.recv() => {
                 let Some(item) = item else { return };
+                if let Some(r) = resume.take()
+                    && let Err(why) = r.check(&item)
+                {
+                    tracing::warn!(why, "the latest snapshot does not match the identity stream; folding it from the start");
+                    feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
+                    fold = Fold::new();
+                    written = None;
+                    continue;
+                }
                 match follow(&mut fold, item) {
                     Step::Applied => {}
                     Step::Reset => written = None,
@@ -135,6 +148,30 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "cannot write a directory snapshot; trying again later"),
         }
     }
+}
+
+/// Loads the latest snapshot into `fold` (whose sequencer then stands at its position): how to
+/// check the feed's first item, and the stream sequence to start the feed at. `None` (and an
+/// untouched fold) when there is none or it cannot be used.
+async fn resume_from_latest(bus: &Bus, fold: &mut Fold) -> Option<(Resume, u64)> {
+    let snapshot = match snapshot::load(bus).await {
+        Ok(s) => s?,
+        Err(error) => {
+            tracing::warn!(%error, "cannot load the latest snapshot; folding the identity stream from the start");
+            return None;
+        }
+    };
+    if let Err(error) = fold.directory.restore(snapshot.state) {
+        tracing::warn!(%error, "the latest snapshot cannot be used; folding the identity stream from the start");
+        fold.directory.clear();
+        return None;
+    }
+    fold.sequencer = Sequencer::new(snapshot.mark.position);
+    tracing::info!(
+        stream_sequence = snapshot.mark.stream_sequence,
+        "snapshot writer resumes from the latest snapshot"
+    );
+    Some((Resume::new(&snapshot.mark), snapshot.mark.stream_sequence))
 }
 
 /// Applies one feed item.

@@ -88,7 +88,8 @@ async fn the_writer_snapshots_the_fold_and_a_reader_loads_it() {
     let nats = NatsServer::start_new();
     let bus = connect(&nats).await;
     let events = publish(&bus, 1..=40).await;
-    // Nothing yet: no snapshot, and none before `every` messages.
+    // Nothing yet, not even the stream: no snapshot (and not an error).
+    assert!(snapshot::load(&bus).await.unwrap().is_none());
     snapshot::ensure_stream(&bus).await.unwrap();
     assert!(snapshot::load(&bus).await.unwrap().is_none());
 
@@ -197,6 +198,46 @@ async fn after_the_stream_is_replaced_the_writer_snapshots_the_new_history() {
     assert_ne!(new.event_id, old.event_id);
     assert_eq!(new.event_id, events[11].id);
     assert_eq!(snapshot::load(&bus).await.unwrap().unwrap().state, fold(12));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_writer_resumes_from_its_snapshot_unless_it_is_of_another_history() {
+    let nats = NatsServer::start_new();
+    let bus = connect(&nats).await;
+    publish(&bus, 1..=20).await;
+    let config =
+        WriterConfig { every: 10, max_age: Duration::from_secs(3600), check: Duration::from_millis(50) };
+    let run_writer = || {
+        let stop = CancellationToken::new();
+        (stop.clone(), tokio::spawn(writer::run(bus.clone(), config.clone(), stop)))
+    };
+    let (stop, task) = run_writer();
+    wait_for_mark(&bus, 20).await;
+    stop.cancel();
+    task.await.unwrap();
+
+    // A marker only the snapshot holds: a writer that resumed from it carries it on.
+    let mut marked = snapshot::load(&bus).await.unwrap().unwrap();
+    marked.state.retired_kids.push("only-in-the-snapshot".into());
+    snapshot::write(&bus, &marked).await.unwrap();
+    let (stop, task) = run_writer();
+    publish(&bus, 21..=30).await;
+    wait_for_mark(&bus, 30).await;
+    let next = snapshot::load(&bus).await.unwrap().unwrap();
+    assert!(next.state.retired_kids.contains(&"only-in-the-snapshot".to_string()), "did not resume");
+    stop.cancel();
+    task.await.unwrap();
+
+    // The same marker in a snapshot whose message is not the stream's: folded from the start.
+    let mut foreign = next.clone();
+    foreign.mark.event_id = uuid::Uuid::now_v7();
+    snapshot::write(&bus, &foreign).await.unwrap();
+    let (stop, task) = run_writer();
+    publish(&bus, 31..=40).await;
+    wait_for_mark(&bus, 40).await;
+    assert_eq!(snapshot::load(&bus).await.unwrap().unwrap().state, fold(40));
     stop.cancel();
     task.await.unwrap();
 }

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
-use kubegate_directory::snapshot::{self, Mark};
+use kubegate_directory::snapshot::{self, Mark, Resume};
 use kubegate_events::environments::EnvironmentEvent;
 use kubegate_events::identity::IdentityEvent;
 use kubegate_events::{DomainEvent, RawEnvelope};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::Cache;
 
@@ -33,8 +32,8 @@ struct Source {
     filter: String,
     bus: Bus,
     feed: Feed,
-    /// Started from a snapshot: the stream sequence and envelope id the first message must have.
-    expect: Option<(u64, Uuid)>,
+    /// Started from a snapshot: what the feed's first item must be.
+    expect: Option<Resume>,
     sequencer: Sequencer<RawEnvelope>,
     /// After a reset: the position this replica had applied before it. A stream that comes back
     /// shorter (recreated empty, restored from an old backup) is not trusted until it holds at
@@ -60,7 +59,7 @@ impl Source {
             feed: Feed::follow(bus.clone(), stream, &filter, from.map(|m| m.stream_sequence).unwrap_or(1)),
             filter,
             bus: bus.clone(),
-            expect: from.map(|m| (m.stream_sequence, m.event_id)),
+            expect: from.map(Resume::new),
             sequencer: Sequencer::new(from.map(|m| m.position).unwrap_or(0)),
             must_reach: None,
             feed_caught_up: false,
@@ -189,15 +188,15 @@ async fn restore(cache: &Cache, bus: &Bus) -> Option<Mark> {
 }
 
 fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
+    if let Some(resume) = source.expect.take()
+        && let Err(why) = resume.check(&item)
+    {
+        source.start_over(cache, &why);
+        return;
+    }
     match item {
         FeedItem::Event { stream_sequence, envelope } => {
             cache.touch();
-            if let Some((seq, id)) = source.expect.take()
-                && (stream_sequence != seq || envelope.id != id)
-            {
-                source.start_over(cache, "the snapshot's message is not the stream's");
-                return;
-            }
             let position = envelope.position;
             match source.sequencer.offer(position, envelope, Instant::now()) {
                 Offer::Ready(events) => {
@@ -236,10 +235,6 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
         }
         FeedItem::CaughtUp { stream_sequence } => {
             cache.touch();
-            if source.expect.take().is_some() {
-                source.start_over(cache, "the stream ends before the snapshot's message");
-                return;
-            }
             source.feed_caught_up = true;
             source.settle(cache);
             match source.must_reach {
@@ -253,10 +248,6 @@ fn handle(cache: &Cache, source: &mut Source, item: FeedItem) {
             }
         }
         FeedItem::Reset(error) => {
-            if source.expect.take().is_some() {
-                source.start_over(cache, &error.to_string());
-                return;
-            }
             tracing::error!(stream = source.stream, %error, "stream reset; rebuilding the cache from it");
             let applied = source.sequencer.last().max(source.must_reach.unwrap_or(0));
             source.must_reach = (applied > 0).then_some(applied);

@@ -52,7 +52,8 @@ enum Step {
     Applied,
     /// The stream was reset: the fold starts again, and the last snapshot is of another history.
     Reset,
-    /// Too much held behind a gap: start over with a new feed.
+    /// Too much held behind a gap, or the snapshot resumed from is not of this stream: start
+    /// over from nothing with a new feed.
     Restart,
 }
 
@@ -90,7 +91,9 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
         Some((r, sequence)) => (sequence, Some(r)),
         None => (1, None),
     };
-    let mut feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), start);
+    let follow_from =
+        |start| Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), start);
+    let mut feed = follow_from(start);
     let mut tick = tokio::time::interval(config.check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -98,20 +101,18 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             item = feed.recv() => {
                 let Some(item) = item else { return };
-                if let Some(r) = resume.take()
-                    && let Err(why) = r.check(&item)
-                {
-                    tracing::warn!(why, "the latest snapshot does not match the identity stream; folding it from the start");
-                    feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
-                    fold = Fold::new();
-                    written = None;
-                    continue;
-                }
-                match follow(&mut fold, item) {
+                let step = match resume.take().map(|r| r.check(&item)) {
+                    Some(Err(why)) => {
+                        tracing::warn!(why, "the latest snapshot does not match the identity stream; folding it from the start");
+                        Step::Restart
+                    }
+                    _ => follow(&mut fold, item),
+                };
+                match step {
                     Step::Applied => {}
                     Step::Reset => written = None,
                     Step::Restart => {
-                        feed = Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), 1);
+                        feed = follow_from(1);
                         fold = Fold::new();
                         written = None;
                         continue;

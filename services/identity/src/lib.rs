@@ -98,7 +98,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         max_age: config.snapshot_max_age,
         ..Default::default()
     };
-    tasks.spawn(kubegate_directory::writer::run(bus.clone(), snapshots, shutdown.clone()));
+    let leads = relay.status.clone();
+    tasks.spawn(kubegate_directory::writer::run(
+        bus.clone(),
+        snapshots,
+        move || leads.borrow().leader,
+        shutdown.clone(),
+    ));
 
     let decoy = crypto::seal_password(&master, &uuid::Uuid::new_v4().to_string())
         .map_err(|e| Error::Config(e.to_string()))?;

@@ -57,8 +57,15 @@ enum Step {
     Restart,
 }
 
-/// Runs until `shutdown`.
-pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
+/// Runs until `shutdown`. Writes only while `active()` says so (one writer among the identity
+/// instances: the one whose outbox relay leads); the others follow the stream all the same, so
+/// whichever takes over has its fold ready.
+pub async fn run(
+    bus: Bus,
+    config: WriterConfig,
+    active: impl Fn() -> bool + Send + 'static,
+    shutdown: CancellationToken,
+) {
     if config.every == 0 {
         tracing::info!("snapshot writer off");
         return;
@@ -121,7 +128,7 @@ pub async fn run(bus: Bus, config: WriterConfig, shutdown: CancellationToken) {
             }
             _ = tick.tick() => {}
         }
-        let Some(due) = due(&fold, written, &config) else { continue };
+        let Some(due) = due(&fold, written, &config).filter(|_| active()) else { continue };
         let now = Utc::now();
         fold.directory.prune_revocations(now.timestamp());
         let mark = Mark {

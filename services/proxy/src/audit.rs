@@ -277,7 +277,6 @@ impl Publisher {
             if self.spool.bytes() == 0 {
                 break true;
             }
-            let before = self.spool.offset();
             let (chunk, scanned) = match self.spool.read_chunk(BATCH) {
                 Ok(c) => c,
                 Err(e) => {
@@ -292,14 +291,9 @@ impl Publisher {
                 Err(e) => (e.published, false),
             };
             done += published;
-            // Only what was acknowledged leaves the spool (damaged lines go with the chunk; a
-            // spool whose file is gone has nothing left to read).
-            let end = match (all, scanned > before) {
-                (true, true) => scanned,
-                (true, false) => u64::MAX,
-                (false, _) => chunk.get(published.wrapping_sub(1)).map(|s| s.end).unwrap_or(0),
-            };
-            if end > 0
+            // Only what was acknowledged leaves the spool (damaged lines go with the chunk).
+            let end = if all { Some(scanned) } else { published.checked_sub(1).map(|i| chunk[i].end) };
+            if let Some(end) = end
                 && let Err(e) = self.spool.consume_to(end)
             {
                 tracing::error!(error = %e, "cannot record how far the audit spool was replayed");

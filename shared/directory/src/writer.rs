@@ -171,7 +171,6 @@ async fn resume_from_latest(bus: &Bus, fold: &mut Fold) -> Option<(Resume, u64)>
     };
     if let Err(error) = fold.directory.restore(snapshot.state) {
         tracing::warn!(%error, "the latest snapshot cannot be used; folding the identity stream from the start");
-        fold.directory.clear();
         return None;
     }
     fold.sequencer = Sequencer::new(snapshot.mark.position);

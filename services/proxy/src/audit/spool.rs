@@ -63,11 +63,6 @@ impl Spool {
         self.len - self.offset
     }
 
-    /// Where the first record not yet published starts.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     fn offset_path(&self) -> PathBuf {
         let mut name = self.path.clone().into_os_string();
         name.push(".offset");
@@ -88,11 +83,12 @@ impl Spool {
     }
 
     /// Up to `max` records from the first not yet published, and where reading stopped (past
-    /// damaged lines too, which are logged and skipped).
+    /// damaged lines too, which are logged and skipped). A file that ends early, or is gone,
+    /// has nothing more to give: reading stops at the spool's end.
     pub fn read_chunk(&self, max: usize) -> std::io::Result<(Vec<Spooled>, u64)> {
         let mut f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), self.offset)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), self.len)),
             Err(e) => return Err(e),
         };
         f.seek(SeekFrom::Start(self.offset))?;
@@ -104,6 +100,7 @@ impl Spool {
             line.clear();
             let n = reader.read_until(b'\n', &mut line)?;
             if n == 0 {
+                at = self.len;
                 break;
             }
             at += n as u64;

@@ -170,7 +170,6 @@ async fn restore(cache: &Cache, bus: &Bus) -> Option<Mark> {
     let (users, revoked) = (snapshot.state.users.len(), snapshot.state.revoked.len());
     if let Err(error) = cache.directory.restore(snapshot.state) {
         tracing::warn!(%error, "the directory snapshot cannot be used; replaying the identity stream from its start");
-        cache.clear_identity();
         return None;
     }
     cache.prune_revocations(chrono::Utc::now().timestamp());

@@ -29,6 +29,9 @@ const MANIFEST_SUBJECT: &str = "kubegate.snapshots.identity.manifest";
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Bumped when [`State`] changes incompatibly; a reader ignores snapshots of another format.
 pub const FORMAT: u32 = 1;
+/// How far from the stream's end the latest manifest is looked for: past the chunks of a
+/// snapshot being written (a 1 GiB state is 4,096 chunks).
+const MANIFEST_LOOKBACK: u64 = 4_200;
 /// A manifest claiming more than this is not believed.
 const MAX_BYTES: u64 = 1 << 30;
 
@@ -111,7 +114,7 @@ pub async fn write(bus: &Bus, snapshot: &Snapshot) -> Result<(), SnapshotError> 
 }
 
 async fn manifest(bus: &Bus) -> Result<Option<Manifest>, SnapshotError> {
-    let Some((_, payload)) = bus.last_message_on(STREAM, MANIFEST_SUBJECT).await? else {
+    let Some((_, payload)) = bus.last_message_on(STREAM, MANIFEST_SUBJECT, MANIFEST_LOOKBACK).await? else {
         return Ok(None);
     };
     let manifest: Manifest = serde_json::from_slice(&payload)

@@ -143,8 +143,11 @@ async fn a_large_state_spans_chunks_and_a_damaged_one_is_refused() {
     snapshot::write(&bus, &snapshot::Snapshot::new(mark.clone(), d.state())).await.unwrap();
     let loaded = snapshot::load(&bus).await.unwrap().unwrap();
     assert_eq!((loaded.mark, loaded.state.revoked.len()), (mark, 30_000));
-    let (_, manifest) =
-        bus.last_message_on(snapshot::STREAM, "kubegate.snapshots.identity.manifest").await.unwrap().unwrap();
+    let (_, manifest) = bus
+        .last_message_on(snapshot::STREAM, "kubegate.snapshots.identity.manifest", 100)
+        .await
+        .unwrap()
+        .unwrap();
     let mut manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert!(manifest["chunks"].as_array().unwrap().len() >= 8, "{}", manifest["chunks"]);
 

@@ -1,7 +1,8 @@
 //! Audit records, off the request path: handlers hand records to one batching task, which numbers
-//! them (1, 2, 3, … per replica boot, so a reader can prove none is missing), publishes them to
-//! `KUBEGATE_AUDIT` with acknowledgements, and spools them to local disk while NATS is away,
-//! replaying the spool (in order, before newer records) when it returns. Nothing is dropped
+//! them (1, 2, 3, … per replica boot, so a reader can prove none is missing), packs those in hand
+//! into messages (see [`pack`]), publishes them to `KUBEGATE_AUDIT` with acknowledgements, and
+//! spools them to local disk while NATS is away, replaying the spool (in order, before newer
+//! records) when it returns. Nothing is dropped
 //! silently: the only loss path is a full overflow queue or a failing disk, both counted and logged.
 
 use std::collections::VecDeque;
@@ -16,16 +17,24 @@ use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod pack;
 mod spool;
 
+use pack::{Packed, pack, records_in};
 use spool::Spool;
 
 const CHANNEL: usize = 65_536;
 const OVERFLOW_LIMIT: usize = 1_000_000;
 const BATCH: usize = 1024;
+/// Once a record arrives, the publisher lets more gather this long (unless it has a message's
+/// worth already), so that a message carries many records under load; a record reaches the
+/// stream at most this much later.
+const LINGER: Duration = Duration::from_millis(5);
 /// After a replay of the spool failed, new records go straight to the spool for this long
 /// before publishing is tried again.
 const REPLAY_BACKOFF: Duration = Duration::from_millis(500);
+/// Spooled messages read and published at a time.
+const REPLAY_MESSAGES: usize = 64;
 
 /// What the publisher reports, for readiness and tests.
 #[derive(Debug, Default)]
@@ -140,6 +149,18 @@ impl Publisher {
                 _ = retry.tick() => {}
                 _ = shutdown.cancelled() => break,
             }
+            if !batch.is_empty() && batch.len() < pack::PACK_RECORDS {
+                // Let more gather, without waking for each; then take what is there.
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                while batch.len() < BATCH
+                    && let Ok(item) = self.rx.try_recv()
+                {
+                    batch.push(item);
+                }
+            }
             self.take_overflow(&mut batch);
             self.ship(batch).await;
         }
@@ -184,34 +205,40 @@ impl Publisher {
 
     /// Publishes a batch, after whatever the spool holds; spools what cannot be published.
     async fn ship(&mut self, batch: Vec<(AuditEvent, Actor, String)>) {
-        let records = self.number(batch);
+        let messages = pack(&self.number(batch));
         if !self.bus.is_connected() {
             // No point waiting for acknowledgements that cannot come: straight to disk.
             self.status.nats_failing.store(true, Ordering::Relaxed);
-            self.spool_records(&records);
+            self.spool_messages(&messages);
             return;
         }
         if self.spool.bytes() > 0 && !self.replay_spool().await {
-            self.spool_records(&records);
+            self.spool_messages(&messages);
             return;
         }
-        if records.is_empty() {
+        if messages.is_empty() {
             return;
         }
-        let items: Vec<(&str, &RawEnvelope)> = records.iter().map(|r| (subject(r), r)).collect();
-        match self.bus.publish_events(&items).await {
-            Ok(()) => {
-                self.status.published.fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.status.nats_failing.store(false, Ordering::Relaxed);
-            }
+        let published = self.publish(&messages).await;
+        if published < messages.len() {
+            self.spool_messages(&messages[published..]);
+            self.recreate_stream_if_gone().await;
+        }
+    }
+
+    /// Publishes `messages` in order; how many (from the first) are stored.
+    async fn publish(&self, messages: &[Packed]) -> usize {
+        let outgoing: Vec<kubegate_bus::Outgoing<'_>> = messages.iter().map(|m| m.message.clone()).collect();
+        let published = match self.bus.publish_messages(&outgoing).await {
+            Ok(()) => messages.len(),
             Err(e) => {
-                self.status.published.fetch_add(e.published as u64, Ordering::Relaxed);
-                self.status.nats_failing.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, "audit records go to the spool until NATS is back");
-                self.spool_records(&records[e.published..]);
-                self.recreate_stream_if_gone().await;
+                e.published
             }
-        }
+        };
+        self.status.published.fetch_add(records_in(&messages[..published]) as u64, Ordering::Relaxed);
+        self.status.nats_failing.store(published < messages.len(), Ordering::Relaxed);
+        published
     }
 
     /// Connected, yet publishing failed: the stream may have been deleted under us. Recreate it
@@ -234,18 +261,19 @@ impl Publisher {
         }
     }
 
-    fn spool_records(&mut self, records: &[RawEnvelope]) {
-        if records.is_empty() {
+    fn spool_messages(&mut self, messages: &[Packed]) {
+        if messages.is_empty() {
             return;
         }
-        match self.spool.append(records) {
+        let records = records_in(messages) as u64;
+        match self.spool.append(messages) {
             Ok(()) => {
-                self.status.spooled.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.status.spooled.fetch_add(records, Ordering::Relaxed);
             }
             Err(e) => {
-                self.status.lost.fetch_add(records.len() as u64, Ordering::Relaxed);
-                metrics::counter!("kubegate_audit_lost_total").increment(records.len() as u64);
-                tracing::error!(error = %e, lost = records.len(), "cannot write the audit spool: records lost");
+                self.status.lost.fetch_add(records, Ordering::Relaxed);
+                metrics::counter!("kubegate_audit_lost_total").increment(records);
+                tracing::error!(error = %e, lost = records, "cannot write the audit spool: records lost");
             }
         }
         self.after_spool_change();
@@ -277,20 +305,17 @@ impl Publisher {
             if self.spool.bytes() == 0 {
                 break true;
             }
-            let (chunk, scanned) = match self.spool.read_chunk(BATCH) {
+            let (chunk, scanned) = match self.spool.read_chunk(REPLAY_MESSAGES) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the audit spool");
                     break false;
                 }
             };
-            let items: Vec<(&str, &RawEnvelope)> =
-                chunk.iter().map(|s| (subject(&s.record), &s.record)).collect();
-            let (published, all) = match self.bus.publish_events(&items).await {
-                Ok(()) => (chunk.len(), true),
-                Err(e) => (e.published, false),
-            };
-            done += published;
+            let messages: Vec<Packed> = chunk.iter().map(|s| s.message.clone()).collect();
+            let published = self.publish(&messages).await;
+            let all = published == messages.len();
+            done += records_in(&messages[..published]);
             // Only what was acknowledged leaves the spool (damaged lines go with the chunk).
             let end = if all { Some(scanned) } else { published.checked_sub(1).map(|i| chunk[i].end) };
             if let Some(end) = end
@@ -305,17 +330,10 @@ impl Publisher {
             }
         };
         self.replay_after = (!ok).then(|| Instant::now() + REPLAY_BACKOFF);
-        self.status.published.fetch_add(done as u64, Ordering::Relaxed);
-        self.status.nats_failing.store(!ok, Ordering::Relaxed);
         if ok && done > 0 {
             tracing::info!(records = done, "audit spool replayed");
         }
         self.after_spool_change();
         ok
     }
-}
-
-fn subject(raw: &RawEnvelope) -> &'static str {
-    kubegate_events::envelope::subject_of::<AuditEvent>(&raw.event_type)
-        .unwrap_or(AuditEvent::TYPES[0].subject)
 }

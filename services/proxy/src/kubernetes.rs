@@ -436,7 +436,8 @@ async fn serve(
     Ok(Response::from_parts(parts, body))
 }
 
-/// A draft moved into the body's completion callback.
+/// A draft moved into the body's completion callback (the request is answered: nothing else
+/// reads the draft it was taken from).
 struct DraftRecord {
     draft: Draft,
 }
@@ -445,13 +446,13 @@ impl From<&mut Draft> for DraftRecord {
     fn from(d: &mut Draft) -> Self {
         DraftRecord {
             draft: Draft {
-                request_id: d.request_id.clone(),
+                request_id: std::mem::take(&mut d.request_id),
                 started: d.started,
-                subject: d.subject.clone(),
-                target: d.target.clone(),
-                user_agent: d.user_agent.clone(),
+                subject: std::mem::take(&mut d.subject),
+                target: std::mem::take(&mut d.target),
+                user_agent: d.user_agent.take(),
                 bytes_in: d.bytes_in.clone(),
-                actor: d.actor.clone(),
+                actor: std::mem::replace(&mut d.actor, Actor::Anonymous { address: None }),
             },
         }
     }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use crate::row::{Row, Source};
+use crate::row::{At, Row, Source};
 use crate::source::Batch;
 
 /// What the merge can do next.
@@ -27,7 +27,8 @@ struct Lane {
     source: Source,
     rows: VecDeque<Row>,
     caught_up: bool,
-    next_sequence: u64,
+    /// Where the reader is: rows before it are buffered or handed out.
+    next: At,
 }
 
 #[derive(Debug)]
@@ -38,9 +39,9 @@ pub struct Merger {
 }
 
 impl Merger {
-    /// A merge of one lane per source, in the order given; `starts` are their first sequences
-    /// (0 when unknown).
-    pub fn new(lanes: &[(Source, u64)]) -> Merger {
+    /// A merge of one lane per source, in the order given; `starts` are their first places
+    /// (sequence 0 when unknown).
+    pub fn new(lanes: &[(Source, At)]) -> Merger {
         Merger {
             lanes: lanes
                 .iter()
@@ -48,7 +49,7 @@ impl Merger {
                     source: *source,
                     rows: VecDeque::new(),
                     caught_up: false,
-                    next_sequence: *start,
+                    next: *start,
                 })
                 .collect(),
             scanned: 0,
@@ -63,7 +64,7 @@ impl Merger {
             l.rows.extend(batch.rows);
             l.caught_up |= batch.caught_up;
             if batch.next_sequence > 0 {
-                l.next_sequence = l.next_sequence.max(batch.next_sequence);
+                l.next = l.next.max(At::message(batch.next_sequence));
             }
         }
     }
@@ -90,14 +91,11 @@ impl Merger {
         self.lanes.iter().all(|l| l.caught_up)
     }
 
-    /// Per lane, the first stream sequence not handed out yet: rows still buffered, or what the
-    /// reader has not reached. Reading again from there continues exactly after the last row
-    /// handed out (0: the lane has not been positioned).
-    pub fn positions(&self) -> Vec<(Source, u64)> {
-        self.lanes
-            .iter()
-            .map(|l| (l.source, l.rows.front().map(|r| r.sequence).unwrap_or(l.next_sequence)))
-            .collect()
+    /// Per lane, the first place not handed out yet: rows still buffered, or what the reader
+    /// has not reached. Reading again from there continues exactly after the last row handed
+    /// out (sequence 0: the lane has not been positioned).
+    pub fn positions(&self) -> Vec<(Source, At)> {
+        self.lanes.iter().map(|l| (l.source, l.rows.front().map(Row::at).unwrap_or(l.next))).collect()
     }
 
     /// Messages looked at so far, and those that were not readable events.

@@ -142,6 +142,7 @@ impl<W: Write> RowWriter<W> {
                 out.write_field(row.id.to_string())?;
                 out.write_field(row.stream.stream())?;
                 out.write_field(row.sequence.to_string())?;
+                out.write_field(row.index.to_string())?;
                 out.write_field(&row.origin)?;
                 out.write_field(row.position.to_string())?;
                 out.write_record(None::<&[u8]>).map_err(io::Error::from)

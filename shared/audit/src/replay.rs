@@ -17,7 +17,7 @@ use crate::directory::Directory;
 use crate::filter::{Filter, FilterSpec};
 use crate::merge::{Merger, Step};
 use crate::output::{Format, RowWriter};
-use crate::row::{Row, Source};
+use crate::row::{At, Row, Source};
 use crate::source::{self, Batch, Context, Plan, Start};
 
 /// How a replay is called back with its progress.
@@ -76,7 +76,7 @@ fn plans(filter: &Filter, cursor: Option<&Cursor>, follow: bool) -> Vec<Plan> {
         let subject =
             if emit { filter.subject(source) } else { "kubegate.environments.environment.>".into() };
         let start = match (cursor.map(|c| c.get(source)), filter.since) {
-            (Some(n), _) if n > 0 => Start::Sequence(n),
+            (Some(at), _) if at.sequence > 0 => Start::At(at),
             (_, Some(t)) if emit => Start::Time(t),
             (_, Some(_)) => Start::Time(Utc::now()),
             _ => Start::Beginning,
@@ -114,8 +114,9 @@ fn start(
             .iter()
             .map(|p| {
                 let start = match p.start {
-                    Start::Sequence(n) => n,
-                    _ => 0,
+                    Start::Sequence(n) => At::message(n),
+                    Start::At(at) => at,
+                    _ => At::default(),
                 };
                 (p.source, start)
             })
@@ -269,8 +270,8 @@ pub async fn page(
     };
     let next_cursor = (!done).then(|| {
         let mut next = cursor.unwrap_or_default();
-        for (source, sequence) in run.merger.positions() {
-            next.set(source, sequence);
+        for (source, at) in run.merger.positions() {
+            next.set(source, at);
         }
         next.encode()
     });

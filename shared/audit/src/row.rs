@@ -235,13 +235,29 @@ pub struct Row {
     pub summary: String,
     /// The event's id.
     pub id: Uuid,
-    /// The JetStream stream and sequence it is stored at.
+    /// The JetStream stream and sequence it is stored at, and its place in that message (a
+    /// proxy packs several audit records into one).
     pub stream: Source,
     pub sequence: u64,
+    pub index: u32,
     /// The producer's aggregate stream (`user-3`, `environments`, `proxy-<replica>-<boot>`) and
     /// its position in the producer's log.
     pub origin: String,
     pub position: u64,
+}
+
+/// A place in a stream: a message's sequence, and a record's index among those it holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct At {
+    pub sequence: u64,
+    pub index: u32,
+}
+
+impl At {
+    /// The first record of message `sequence`.
+    pub fn message(sequence: u64) -> At {
+        At { sequence, index: 0 }
+    }
 }
 
 /// A time as `2025-06-01T08:00:00.000000Z`.
@@ -254,7 +270,7 @@ fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The columns of the CSV output, in order: the JSON keys.
-pub const COLUMNS: [&str; 31] = [
+pub const COLUMNS: [&str; 32] = [
     "time",
     "kind",
     "event",
@@ -284,12 +300,13 @@ pub const COLUMNS: [&str; 31] = [
     "id",
     "stream",
     "sequence",
+    "index",
     "origin",
     "position",
 ];
 
 impl Row {
-    fn new<E>(env: &Envelope<E>, source: Source, sequence: u64, kind: Kind, event: &'static str) -> Row {
+    fn new<E>(env: &Envelope<E>, source: Source, at: At, kind: Kind, event: &'static str) -> Row {
         let (user, user_id, client_address) = match &env.actor {
             Actor::User { id, name } => (Some(name.clone()), Some(*id), None),
             Actor::System { service } => (Some(format!("system:{service}")), None, None),
@@ -324,15 +341,21 @@ impl Row {
             summary: String::new(),
             id: env.id,
             stream: source,
-            sequence,
+            sequence: at.sequence,
+            index: at.index,
             origin: env.stream.clone(),
             position: env.position,
         }
     }
 
-    /// The merge order: time, then stream, then stream sequence.
-    pub fn key(&self) -> (DateTime<Utc>, Source, u64) {
-        (self.time, self.stream, self.sequence)
+    /// The merge order: time, then stream, then place in the stream.
+    pub fn key(&self) -> (DateTime<Utc>, Source, At) {
+        (self.time, self.stream, self.at())
+    }
+
+    /// Where it is stored in its stream.
+    pub fn at(&self) -> At {
+        At { sequence: self.sequence, index: self.index }
     }
 
     fn target(&mut self, directory: &Directory, id: u64) {
@@ -358,9 +381,9 @@ fn expiry_text(at: Option<DateTime<Utc>>) -> String {
 }
 
 /// An identity event as a row. Names it introduces are learned first.
-pub fn identity_row(env: &Envelope<IdentityEvent>, sequence: u64, directory: &Directory) -> Row {
+pub fn identity_row(env: &Envelope<IdentityEvent>, at: At, directory: &Directory) -> Row {
     let kind = Kind::of_event(env.event.event_type()).unwrap_or(Kind::User);
-    let mut row = Row::new(env, Source::Identity, sequence, kind, env.event.event_type());
+    let mut row = Row::new(env, Source::Identity, at, kind, env.event.event_type());
     // A rename reads better with the old name: summarize before learning.
     let before_rename = match &env.event {
         IdentityEvent::TeamRenamed(e) => Some(directory.team_label(e.team_id)),
@@ -470,9 +493,9 @@ pub fn identity_row(env: &Envelope<IdentityEvent>, sequence: u64, directory: &Di
 }
 
 /// A kubeconfig-service event as a row. Names it introduces are learned first.
-pub fn environment_row(env: &Envelope<EnvironmentEvent>, sequence: u64, directory: &Directory) -> Row {
+pub fn environment_row(env: &Envelope<EnvironmentEvent>, at: At, directory: &Directory) -> Row {
     let kind = Kind::of_event(env.event.event_type()).unwrap_or(Kind::Environment);
-    let mut row = Row::new(env, Source::Environments, sequence, kind, env.event.event_type());
+    let mut row = Row::new(env, Source::Environments, at, kind, env.event.event_type());
     let before_rename = match &env.event {
         EnvironmentEvent::EnvironmentRenamed(e) => Some(directory.environment_label(e.environment_id)),
         _ => None,
@@ -633,9 +656,9 @@ fn duration_text(us: u64) -> String {
 
 impl Sessions {
     /// A proxy audit record as a row.
-    pub fn audit_row(&mut self, env: &Envelope<AuditEvent>, sequence: u64, directory: &Directory) -> Row {
+    pub fn audit_row(&mut self, env: &Envelope<AuditEvent>, at: At, directory: &Directory) -> Row {
         let kind = Kind::of_event(env.event.event_type()).unwrap_or(Kind::Request);
-        let mut row = Row::new(env, Source::Audit, sequence, kind, env.event.event_type());
+        let mut row = Row::new(env, Source::Audit, at, kind, env.event.event_type());
         match &env.event {
             AuditEvent::RequestAudited(e) => {
                 subject_into(&mut row, &e.subject);

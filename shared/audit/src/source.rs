@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AuditError;
 use crate::directory::Directory;
 use crate::filter::Filter;
-use crate::row::{self, Kind, Row, Sessions, Source};
+use crate::row::{self, At, Kind, Row, Sessions, Source};
 
 /// Where a reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum Start {
     Time(DateTime<Utc>),
     /// This stream sequence (or the first one kept after it).
     Sequence(u64),
+    /// This record of a message: the records before it in the message are skipped.
+    At(At),
 }
 
 /// Rows handed over at once.
@@ -80,17 +82,16 @@ fn nats(stream: &str, e: impl std::fmt::Display) -> AuditError {
     AuditError::Nats { stream: stream.to_string(), message: e.to_string() }
 }
 
-/// One message into a row, if it passes the filter. `None` for messages the filter drops;
-/// `Err` for a message that is not a readable event.
+/// One record into a row, if it passes the filter. `None` for records the filter drops; `Err`
+/// for a record that is not a readable event.
 fn to_row(
     source: Source,
-    sequence: u64,
-    payload: &[u8],
+    at: At,
+    raw: &RawEnvelope,
     ctx: &Context,
     sessions: &mut Sessions,
     emit: bool,
 ) -> Result<Option<Row>, ()> {
-    let raw = RawEnvelope::from_slice(payload).map_err(|_| ())?;
     let kind = Kind::of_event(&raw.event_type).ok_or(())?;
     let filter = &ctx.filter;
     // Cheap checks before decoding; the directory and session memory must still see everything
@@ -105,19 +106,21 @@ fn to_row(
     }
     let d = &ctx.directory;
     let row = match source {
-        Source::Identity => row::identity_row(&raw.decode::<IdentityEvent>().map_err(|_| ())?, sequence, d),
+        Source::Identity => row::identity_row(&raw.decode::<IdentityEvent>().map_err(|_| ())?, at, d),
         Source::Environments => {
-            row::environment_row(&raw.decode::<EnvironmentEvent>().map_err(|_| ())?, sequence, d)
+            row::environment_row(&raw.decode::<EnvironmentEvent>().map_err(|_| ())?, at, d)
         }
-        Source::Audit => sessions.audit_row(&raw.decode::<AuditEvent>().map_err(|_| ())?, sequence, d),
+        Source::Audit => sessions.audit_row(&raw.decode::<AuditEvent>().map_err(|_| ())?, at, d),
     };
     Ok((passes && filter.matches(&row)).then_some(row))
 }
 
 fn deliver_policy(start: Start) -> DeliverPolicy {
     match start {
-        Start::Beginning | Start::Sequence(0) => DeliverPolicy::All,
-        Start::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s },
+        Start::Beginning | Start::Sequence(0) | Start::At(At { sequence: 0, .. }) => DeliverPolicy::All,
+        Start::Sequence(s) | Start::At(At { sequence: s, .. }) => {
+            DeliverPolicy::ByStartSequence { start_sequence: s }
+        }
         Start::Time(t) => {
             let t = t - CLOCK_SLACK;
             let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
@@ -203,8 +206,13 @@ impl Reader {
     async fn round(&mut self, start: Start, caught_up: &mut bool) -> Result<(Ended, u64), (AuditError, u64)> {
         let name = self.plan.source.stream();
         let mut next_sequence = match start {
-            Start::Sequence(s) => s,
+            Start::Sequence(s) | Start::At(At { sequence: s, .. }) => s,
             _ => 0,
+        };
+        // Records of the start message a page already handed out.
+        let skip_before = match start {
+            Start::At(at) => at,
+            _ => At::default(),
         };
         let js = self.bus.jetstream();
         let mut stream = match js.get_stream(name).await {
@@ -295,17 +303,22 @@ impl Reader {
                     return Ok((Ended::Done, next_sequence));
                 }
             }
-            match to_row(
-                self.plan.source,
-                sequence,
-                &message.payload,
-                &self.ctx,
-                &mut self.sessions,
-                self.plan.emit,
-            ) {
-                Ok(Some(row)) => batch.rows.push(row),
-                Ok(None) => {}
-                Err(()) => batch.undecodable += 1,
+            match RawEnvelope::all_from_slice(&message.payload) {
+                Ok(records) => {
+                    for (index, raw) in records.iter().enumerate() {
+                        let at = At { sequence, index: index as u32 };
+                        if at < skip_before {
+                            continue;
+                        }
+                        let (source, emit) = (self.plan.source, self.plan.emit);
+                        match to_row(source, at, raw, &self.ctx, &mut self.sessions, emit) {
+                            Ok(Some(row)) => batch.rows.push(row),
+                            Ok(None) => {}
+                            Err(()) => batch.undecodable += 1,
+                        }
+                    }
+                }
+                Err(_) => batch.undecodable += 1,
             }
             batch.scanned += 1;
             next_sequence = sequence + 1;
@@ -326,7 +339,7 @@ impl Reader {
 }
 
 /// Reads `stream` (messages matching `subject`) from `start` to where it ended when the read
-/// began, calling `each` with every decodable envelope and its stream sequence, in order.
+/// began, calling `each` with every decodable envelope, in order.
 /// Returns the stream's last sequence at the start.
 pub async fn read_to_end(
     bus: &Bus,
@@ -343,7 +356,8 @@ pub async fn read_to_end(
     .await
 }
 
-/// Like [`read_to_end`], with the stream sequence and messages that are not envelopes too.
+/// Like [`read_to_end`], with the stream sequence of each envelope's message, and messages that
+/// are not envelopes too.
 pub async fn read_sequenced(
     bus: &Bus,
     stream: &str,
@@ -359,7 +373,7 @@ pub async fn read_sequenced(
     };
     let last = s.info().await.map_err(|e| nats(stream, e))?.state.last_sequence;
     let mut next = match start {
-        Start::Sequence(n) => n.max(1),
+        Start::Sequence(n) | Start::At(At { sequence: n, .. }) => n.max(1),
         _ => 1,
     };
     let mut first_round = true;
@@ -402,7 +416,10 @@ pub async fn read_sequenced(
             if sequence > last {
                 return Ok(last);
             }
-            each(sequence, RawEnvelope::from_slice(&message.payload).map_err(|e| e.to_string()));
+            match RawEnvelope::all_from_slice(&message.payload) {
+                Ok(all) => all.into_iter().for_each(|raw| each(sequence, Ok(raw))),
+                Err(e) => each(sequence, Err(e.to_string())),
+            }
             next = sequence + 1;
             if sequence >= last || pending == 0 {
                 return Ok(last);

@@ -15,7 +15,7 @@ use crate::directory::Directory;
 use crate::filter::{FilterSpec, parse_time};
 use crate::merge::{Merger, Step};
 use crate::output::{Format, RowWriter};
-use crate::row::{self, Kind, Row, Sessions, Source};
+use crate::row::{self, At, Kind, Row, Sessions, Source};
 use crate::source::Batch;
 
 fn at(second: u32) -> DateTime<Utc> {
@@ -107,7 +107,7 @@ fn audit_row(second: u32, user: &str, id: u64, ns: &str, decision: Decision) -> 
     let status = if decision == Decision::Allowed { 200 } else { 403 };
     Sessions::default().audit_row(
         &request(second, user, id, ns, "get", status, decision),
-        u64::from(second),
+        At::message(u64::from(second)),
         &directory(),
     )
 }
@@ -178,9 +178,9 @@ fn a_session_end_says_where_its_start_was() {
             end_reason: "closed".into(),
         }),
     );
-    let started = sessions.audit_row(&start, 1, &d);
+    let started = sessions.audit_row(&start, At::message(1), &d);
     assert_eq!(started.summary, "exec session started on pods/exec api in dev (v5.channel.k8s.io)");
-    let ended = sessions.audit_row(&end, 2, &d);
+    let ended = sessions.audit_row(&end, At::message(2), &d);
     assert_eq!(
         (ended.namespace.as_deref(), ended.environments.clone()),
         (Some("dev"), vec!["prod".to_string()])
@@ -200,7 +200,7 @@ fn identity_rows_name_whom_they_are_about() {
         "c1",
         IdentityEvent::UserRoleChanged(UserRoleChanged { user_id: 3, role: GlobalRole::Admin }),
     );
-    let row = row::identity_row(&role, 1, &d);
+    let row = row::identity_row(&role, At::message(1), &d);
     assert_eq!(
         (row.kind, row.user.as_deref(), row.target_user.as_deref()),
         (Kind::User, Some("admin"), Some("bob"))
@@ -216,7 +216,7 @@ fn identity_rows_name_whom_they_are_about() {
             reason: kubegate_events::identity::RevocationReason::Requested,
         }),
     );
-    let row = row::identity_row(&revoked, 2, &d);
+    let row = row::identity_row(&revoked, At::message(2), &d);
     assert_eq!(
         (row.kind, row.target_user.as_deref(), row.reason.as_deref()),
         (Kind::Token, Some("alice"), Some("requested"))
@@ -231,7 +231,7 @@ fn identity_rows_name_whom_they_are_about() {
             reason: SignInFailure::BadCredentials,
         }),
     );
-    let row = row::identity_row(&failed, 3, &d);
+    let row = row::identity_row(&failed, At::message(3), &d);
     assert_eq!(
         (row.kind, row.user.as_deref(), row.decision),
         (Kind::Signin, Some("alice"), Some(Decision::Denied))
@@ -315,7 +315,7 @@ fn batch(rows: Vec<Row>, caught_up: bool) -> Batch {
 
 #[test]
 fn the_merge_hands_out_the_oldest_head_and_waits_for_lanes_still_replaying() {
-    let mut m = Merger::new(&[(Source::Identity, 0), (Source::Audit, 0)]);
+    let mut m = Merger::new(&[(Source::Identity, At::default()), (Source::Audit, At::default())]);
     assert_eq!(m.step(), Step::Need(0));
     m.push(0, batch(vec![row_at(1, Source::Identity, 1), row_at(5, Source::Identity, 2)], false));
     assert_eq!(m.step(), Step::Need(1));
@@ -330,7 +330,7 @@ fn the_merge_hands_out_the_oldest_head_and_waits_for_lanes_still_replaying() {
     };
     // Same instant: the domain event first.
     assert_eq!(order(&mut m, 3), vec![(Source::Identity, 1), (Source::Audit, 7), (Source::Audit, 8)]);
-    assert_eq!(m.positions(), vec![(Source::Identity, 2), (Source::Audit, 9)]);
+    assert_eq!(m.positions(), vec![(Source::Identity, At::message(2)), (Source::Audit, At::message(9))]);
     assert_eq!(order(&mut m, 1), vec![(Source::Identity, 2)]);
     // The identity lane is empty and not caught up: its next row could be older than anything.
     assert_eq!(m.step(), Step::Need(0));
@@ -341,6 +341,29 @@ fn the_merge_hands_out_the_oldest_head_and_waits_for_lanes_still_replaying() {
     m.push(1, batch(vec![row_at(9, Source::Audit, 10)], false));
     assert_eq!(order(&mut m, 1), vec![(Source::Audit, 10)]);
     assert_eq!(m.step(), Step::Idle);
+}
+
+#[test]
+fn the_place_after_a_row_handed_out_can_be_inside_a_message() {
+    // One audit message of three records, all at the same instant.
+    let mut m = Merger::new(&[(Source::Audit, At::default())]);
+    let rows: Vec<Row> = (0..3)
+        .map(|i| {
+            let mut r = row_at(4, Source::Audit, 7);
+            r.index = i;
+            r
+        })
+        .collect();
+    m.push(0, batch(rows, true));
+    for i in 0..2 {
+        match m.step() {
+            Step::Emit(r) => assert_eq!(r.at(), At { sequence: 7, index: i }),
+            other => panic!("expected a row, got {other:?}"),
+        }
+    }
+    assert_eq!(m.positions(), vec![(Source::Audit, At { sequence: 7, index: 2 })]);
+    assert!(matches!(m.step(), Step::Emit(r) if r.index == 2));
+    assert_eq!(m.positions(), vec![(Source::Audit, At::message(8))]);
 }
 
 #[test]
@@ -411,11 +434,14 @@ fn the_table_escapes_control_characters_and_keeps_its_columns() {
 
 #[test]
 fn a_cursor_round_trips_and_refuses_anything_else() {
-    let c = Cursor { next: [3, 0, 1_000_001] };
+    let c = Cursor { next: [At::message(3), At::default(), At { sequence: 1_000_001, index: 17 }] };
     assert_eq!(Cursor::decode(&c.encode()), Some(c));
+    use base64::Engine as _;
+    // A cursor of the first version (sequences only) still continues where it said.
+    let v1 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("v1:3:0:5");
+    assert_eq!(Cursor::decode(&v1), Some(Cursor { next: [At::message(3), At::default(), At::message(5)] }));
     assert_eq!(Cursor::decode("garbage"), None);
     assert_eq!(Cursor::decode(""), None);
-    use base64::Engine as _;
     let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("v1:1:2");
     assert_eq!(Cursor::decode(&forged), None);
     let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("v9:1:2:3");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use kubegate_audit::{Format, ReplayOptions, Row, page, replay};
-use kubegate_bus::{Bus, NatsConfig, StreamDef};
+use kubegate_bus::{Bus, NatsConfig, Outgoing, StreamDef};
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
     CredentialKind, EnvironmentEvent, EnvironmentRegistered, SealedCredential,
@@ -29,7 +29,13 @@ async fn bus(nats: &NatsServer) -> Bus {
     bus
 }
 
-async fn publish<E: DomainEvent>(bus: &Bus, events: Vec<(i64, Actor, &str, E)>, first_position: u64) {
+/// Publishes `events`, `per_message` envelopes to a message (a proxy packs its audit records).
+async fn publish<E: DomainEvent>(
+    bus: &Bus,
+    events: Vec<(i64, Actor, &str, E)>,
+    first_position: u64,
+    per_message: usize,
+) {
     let raws: Vec<(&'static str, RawEnvelope)> = events
         .into_iter()
         .enumerate()
@@ -42,9 +48,11 @@ async fn publish<E: DomainEvent>(bus: &Bus, events: Vec<(i64, Actor, &str, E)>, 
             (subject, env.to_raw().unwrap())
         })
         .collect();
-    for chunk in raws.chunks(1000) {
-        let items: Vec<(&str, &RawEnvelope)> = chunk.iter().map(|(s, r)| (*s, r)).collect();
-        bus.publish_events(&items).await.unwrap();
+    let items: Vec<(&str, &RawEnvelope)> = raws.iter().map(|(s, e)| (*s, e)).collect();
+    let messages: Vec<Outgoing<'_>> =
+        Outgoing::pack_runs(&items, per_message, usize::MAX).into_iter().map(|(m, _)| m).collect();
+    for chunk in messages.chunks(1000) {
+        bus.publish_messages(chunk).await.unwrap();
     }
 }
 
@@ -122,6 +130,7 @@ async fn world(bus: &Bus, n: u64) {
             (55, actor("bob"), "sign-bob", signed_in(3, "bob")),
         ],
         1,
+        1,
     )
     .await;
     publish(
@@ -130,6 +139,7 @@ async fn world(bus: &Bus, n: u64) {
             (2, Actor::system("t"), "env1", environment(1, "prod")),
             (3, Actor::system("t"), "env2", environment(2, "staging")),
         ],
+        1,
         1,
     )
     .await;
@@ -140,7 +150,8 @@ async fn world(bus: &Bus, n: u64) {
             (10 + 10 * i as i64, actor(who), "req", request(i, who, env, ns, i % 7 == 3))
         })
         .collect();
-    publish(bus, requests, 1).await;
+    // Seven records a message: pages of 97 end inside messages.
+    publish(bus, requests, 1, 7).await;
 }
 
 async fn json_rows(bus: &Bus, args: &[(&str, &str)]) -> Vec<Value> {
@@ -277,7 +288,7 @@ async fn a_follower_sees_a_new_record_within_a_second() {
     for _ in 0..10 {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
     }
-    publish(&bus, vec![(99_000, actor("alice"), "late", request(99, "alice", 1, "dev", false))], 11).await;
+    publish(&bus, vec![(99_000, actor("alice"), "late", request(99, "alice", 1, "dev", false))], 11, 1).await;
     let published = Instant::now();
     let line =
         tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("within a second").unwrap();
@@ -300,7 +311,7 @@ async fn a_million_records() {
         let requests: Vec<(i64, Actor, &str, AuditEvent)> = (chunk * 50_000..(chunk + 1) * 50_000)
             .map(|i| (i as i64, actor("alice"), "req", request(i, "alice", 1, "dev", false)))
             .collect();
-        publish(&bus, requests, chunk * 50_000 + 1).await;
+        publish(&bus, requests, chunk * 50_000 + 1, 256).await;
     }
     eprintln!("published {n} in {:?}", started.elapsed());
     let out = std::io::sink();

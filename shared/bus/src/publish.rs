@@ -7,7 +7,7 @@ use kubegate_events::RawEnvelope;
 use crate::connection::Bus;
 
 #[derive(Debug, thiserror::Error)]
-#[error("published {published} of {total} events; then: {message}")]
+#[error("published {published} of {total} messages; then: {message}")]
 pub struct PublishError {
     /// How many of the batch, from its start, are known to be stored.
     pub published: usize,
@@ -20,16 +20,26 @@ impl Bus {
     /// long a prefix is known stored; re-publishing the rest (or all) is safe: the stream drops a
     /// duplicate id inside its window and consumers skip positions they have applied.
     pub async fn publish_events(&self, events: &[(&str, &RawEnvelope)]) -> Result<(), PublishError> {
-        let total = events.len();
+        let messages: Vec<Outgoing<'_>> = events
+            .iter()
+            .map(|(subject, env)| Outgoing { subject, id: env.id.to_string(), payload: env.to_vec().into() })
+            .collect();
+        self.publish_messages(&messages).await
+    }
+
+    /// Publishes messages in order, each with its `Nats-Msg-Id`, and waits for every
+    /// acknowledgement; on failure, [`PublishError::published`] counts the stored prefix.
+    pub async fn publish_messages(&self, messages: &[Outgoing<'_>]) -> Result<(), PublishError> {
+        let total = messages.len();
         let mut published = 0;
         // Acknowledgements are awaited a window at a time: the context allows only so many in
         // flight (`max_ack_inflight`), and a publish beyond that waits for an earlier ack to be
         // taken, so one unbounded batch would wait on itself.
-        for window in events.chunks(ACK_WINDOW) {
+        for window in messages.chunks(ACK_WINDOW) {
             let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(window.len());
-            for (i, (subject, env)) in window.iter().enumerate() {
-                let msg = PublishMessage::build().payload(env.to_vec().into()).message_id(env.id.to_string());
-                match self.jetstream().send_publish(subject.to_string(), msg).await {
+            for (i, m) in window.iter().enumerate() {
+                let msg = PublishMessage::build().payload(m.payload.clone()).message_id(m.id.as_str());
+                match self.jetstream().send_publish(m.subject.to_string(), msg).await {
                     Ok(ack) => acks.push(ack),
                     Err(e) => {
                         let settled = settle(acks).await;
@@ -50,6 +60,49 @@ impl Bus {
         }
         metrics::counter!("kubegate_bus_published_total").increment(total as u64);
         Ok(())
+    }
+}
+
+/// One message for [`Bus::publish_messages`].
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub subject: &'a str,
+    /// `Nats-Msg-Id`: the stream drops a second message with this id inside its window.
+    pub id: String,
+    pub payload: bytes::Bytes,
+}
+
+impl<'a> Outgoing<'a> {
+    /// Messages packing `items` in order: runs of consecutive envelopes of one subject, each of
+    /// at most `max_records` envelopes and under `max_bytes` (an envelope larger than that gets
+    /// a message of its own), as [`RawEnvelope::pack`] and [`RawEnvelope::pack_id`] make them;
+    /// with the number of envelopes each holds.
+    pub fn pack_runs(
+        items: &[(&'a str, &RawEnvelope)],
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Vec<(Outgoing<'a>, usize)> {
+        let encoded: Vec<Vec<u8>> = items.iter().map(|(_, e)| e.to_vec()).collect();
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < items.len() {
+            let subject = items[start].0;
+            let mut end = start + 1;
+            let mut bytes = encoded[start].len() + 2;
+            while end < items.len()
+                && end - start < max_records
+                && bytes + encoded[end].len() < max_bytes
+                && items[end].0 == subject
+            {
+                bytes += encoded[end].len() + 1;
+                end += 1;
+            }
+            let parts: Vec<&[u8]> = encoded[start..end].iter().map(Vec::as_slice).collect();
+            let id = items[start].1.pack_id(end - start);
+            out.push((Outgoing { subject, id, payload: RawEnvelope::pack(&parts).into() }, end - start));
+            start = end;
+        }
+        out
     }
 }
 

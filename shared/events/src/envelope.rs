@@ -142,6 +142,52 @@ impl RawEnvelope {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Every envelope of one bus message (at least one): a message is one envelope (a JSON
+    /// object) or, where a producer packs several (the proxies' audit records), a JSON array of
+    /// them in order.
+    pub fn all_from_slice(bytes: &[u8]) -> Result<Vec<RawEnvelope>, DecodeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge);
+        }
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => {
+                let all: Vec<RawEnvelope> = serde_json::from_slice(bytes).map_err(DecodeError::Envelope)?;
+                if all.is_empty() {
+                    return Err(DecodeError::Envelope(serde::de::Error::custom(
+                        "a message without an envelope",
+                    )));
+                }
+                Ok(all)
+            }
+            _ => Ok(vec![RawEnvelope::from_slice(bytes)?]),
+        }
+    }
+
+    /// One bus message holding envelopes already encoded ([`RawEnvelope::to_vec`]), read back
+    /// by [`RawEnvelope::all_from_slice`]: a single envelope as itself, several as a JSON array.
+    /// One line: encoded envelopes hold no newline, and none is added.
+    pub fn pack(encoded: &[&[u8]]) -> Vec<u8> {
+        if let [one] = encoded {
+            return one.to_vec();
+        }
+        let mut out = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 1);
+        out.push(b'[');
+        for (i, e) in encoded.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(e);
+        }
+        out.push(b']');
+        out
+    }
+
+    /// The bus de-duplication id of a message packing `count` envelopes from `self` on: the
+    /// event id alone for one (as every other producer), the first id and the count for more.
+    pub fn pack_id(&self, count: usize) -> String {
+        if count <= 1 { self.id.to_string() } else { format!("{}+{count}", self.id) }
+    }
+
     /// The typed event, checking type and version.
     pub fn decode<E: DomainEvent>(&self) -> Result<Envelope<E>, DecodeError> {
         let event = E::decode_payload(&self.event_type, self.version, &self.payload)?;

@@ -302,3 +302,40 @@ fn decoding_garbage_is_a_typed_error() {
     raw.payload = serde_json::value::to_raw_value(&serde_json::json!({"user_id": "two"})).unwrap();
     assert!(matches!(raw.decode::<IdentityEvent>(), Err(DecodeError::Payload { .. })));
 }
+
+#[test]
+fn a_message_packs_one_envelope_as_itself_and_several_as_an_array() {
+    use kubegate_events::DecodeError;
+    let envs: Vec<RawEnvelope> = (1..=3u64)
+        .map(|p| {
+            let mut env = Envelope::new(
+                "user-2",
+                Actor::system("identity"),
+                "c",
+                IdentityEvent::UserDisabled(UserDisabled { user_id: p }),
+            );
+            env.position = p;
+            env.to_raw().unwrap()
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = envs.iter().map(RawEnvelope::to_vec).collect();
+    let one = RawEnvelope::pack(&[encoded[0].as_slice()]);
+    assert_eq!(one, encoded[0], "one envelope is a message as every producer writes it");
+    assert_eq!(RawEnvelope::all_from_slice(&one).unwrap()[0].id, envs[0].id);
+    assert_eq!(envs[0].pack_id(1), envs[0].id.to_string());
+
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let three = RawEnvelope::pack(&parts);
+    assert!(!three.contains(&b'\n'), "a packed message is one line");
+    let back = RawEnvelope::all_from_slice(&three).unwrap();
+    assert_eq!(back.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(envs[0].pack_id(3), format!("{}+3", envs[0].id));
+    // Leading whitespace, as JSON allows.
+    let mut spaced = b"  ".to_vec();
+    spaced.extend_from_slice(&three);
+    assert_eq!(RawEnvelope::all_from_slice(&spaced).unwrap().len(), 3);
+
+    assert!(matches!(RawEnvelope::all_from_slice(b"[]"), Err(DecodeError::Envelope(_))));
+    assert!(matches!(RawEnvelope::all_from_slice(b"[1,2]"), Err(DecodeError::Envelope(_))));
+    assert!(matches!(RawEnvelope::all_from_slice(&vec![b' '; 2 * 1024 * 1024]), Err(DecodeError::TooLarge)));
+}

@@ -447,11 +447,13 @@ pub fn markdown(r: &Results) -> String {
         Some(a) => {
             let _ = writeln!(
                 out,
-                "{} `RequestAudited` records ({:.0} MiB in `KUBEGATE_AUDIT`) replayed from the first and written \
+                "{} `RequestAudited` records ({:.0} MiB in `KUBEGATE_AUDIT`, {} to a message as a proxy packs \
+                 them under load) replayed from the first and written \
                  as JSON lines ({:.0} MiB) by {}, its output to a file; the time is the command's, from start \
                  to exit. Median of {} runs.\n",
                 a.records,
                 a.stream_mib,
+                a.per_message,
                 a.json_mib,
                 a.engine,
                 a.runs_s.len()

@@ -509,7 +509,8 @@ pub async fn read_stream(bus: &Bus, stream: &str, at_least: u64, timeout: Durati
     let mut messages = consumer.messages().await.unwrap();
     let mut out = Vec::new();
     while let Some(Ok(m)) = messages.next().await {
-        out.push(RawEnvelope::from_slice(&m.payload).unwrap());
+        // A proxy packs several audit records into one message.
+        out.extend(RawEnvelope::all_from_slice(&m.payload).unwrap());
         if m.info().unwrap().stream_sequence >= last {
             break;
         }

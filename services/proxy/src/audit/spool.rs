@@ -1,5 +1,6 @@
-//! The audit spool: newline-delimited JSON envelopes on local disk, fsync'd on every append,
-//! read back a chunk at a time from the first record not yet published. How far publishing got
+//! The audit spool: the bus messages not yet published, one line each (a JSON envelope, or an
+//! array of them as packed), on local disk, fsync'd on every append, read back a chunk at a time
+//! from the first message not yet published, exactly as packed. How far publishing got
 //! is kept beside it (`<spool>.offset`), so a replay never reads or rewrites the whole file: a
 //! spool of a gigabyte costs a gigabyte of disk, not of memory, and a replay that fails (NATS
 //! still away, its store still full) costs one chunk.
@@ -7,19 +8,19 @@
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use kubegate_events::RawEnvelope;
+use super::pack::Packed;
 
 pub(super) struct Spool {
     path: PathBuf,
-    /// Where the first record not yet published starts.
+    /// Where the first message not yet published starts.
     offset: u64,
     /// The file's length.
     len: u64,
 }
 
-/// A record read back, and where the next one starts.
+/// A message read back, and where the next one starts.
 pub(super) struct Spooled {
-    pub record: RawEnvelope,
+    pub message: Packed,
     pub end: u64,
 }
 
@@ -33,9 +34,9 @@ impl Spool {
         if len > 0 {
             let whole = last_newline_end(&path, len)?;
             if whole < len {
-                // A record torn by a crash mid-append: it was never acknowledged to anyone, and
-                // left there it would swallow the next record appended after it.
-                tracing::error!(bytes = len - whole, path = %path.display(), "dropping a torn last audit spool record");
+                // A message torn by a crash mid-append: it was never acknowledged to anyone, and
+                // left there it would swallow the next message appended after it.
+                tracing::error!(bytes = len - whole, path = %path.display(), "dropping a torn last audit spool message");
                 std::fs::OpenOptions::new().write(true).open(&path)?.set_len(whole)?;
                 len = whole;
             }
@@ -58,7 +59,7 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Bytes of records not yet published.
+    /// Bytes of messages not yet published.
     pub fn bytes(&self) -> u64 {
         self.len - self.offset
     }
@@ -69,11 +70,11 @@ impl Spool {
         PathBuf::from(name)
     }
 
-    pub fn append(&mut self, records: &[RawEnvelope]) -> std::io::Result<()> {
+    pub fn append(&mut self, messages: &[Packed]) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
-        let mut buf = Vec::with_capacity(records.len() * 512);
-        for r in records {
-            buf.extend_from_slice(&r.to_vec());
+        let mut buf = Vec::with_capacity(messages.iter().map(|m| m.message.payload.len() + 1).sum());
+        for m in messages {
+            buf.extend_from_slice(&m.message.payload);
             buf.push(b'\n');
         }
         f.write_all(&buf)?;
@@ -82,7 +83,7 @@ impl Spool {
         Ok(())
     }
 
-    /// Up to `max` records from the first not yet published, and where reading stopped (past
+    /// Up to `max` messages from the first not yet published, and where reading stopped (past
     /// damaged lines too, which are logged and skipped). A file that ends early, or is gone,
     /// has nothing more to give: reading stops at the spool's end.
     pub fn read_chunk(&self, max: usize) -> std::io::Result<(Vec<Spooled>, u64)> {
@@ -108,8 +109,8 @@ impl Spool {
             if text.is_empty() {
                 continue;
             }
-            match RawEnvelope::from_slice(text) {
-                Ok(record) => out.push(Spooled { record, end: at }),
+            match Packed::read(text) {
+                Ok(message) => out.push(Spooled { message, end: at }),
                 Err(e) => tracing::error!(error = %e, "skipping a damaged audit spool line"),
             }
         }

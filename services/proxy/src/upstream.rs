@@ -24,8 +24,12 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::body::BoxError;
 
+mod read_ahead;
+
+use read_ahead::ReadAheadConnector;
+
 pub type UpstreamBody = BoxBody<Bytes, BoxError>;
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+pub type HttpClient = Client<HttpsConnector<ReadAheadConnector<HttpConnector>>, UpstreamBody>;
 
 /// How to reach one environment.
 pub struct Upstream {
@@ -193,6 +197,7 @@ fn build(tls: ClientConfig, h2: bool, max_idle: usize) -> HttpClient {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let http = ReadAheadConnector(http);
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only();
     let connector = if h2 {
         builder.enable_http1().enable_http2().wrap_connector(http)

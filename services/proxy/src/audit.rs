@@ -2,8 +2,8 @@
 //! them (1, 2, 3, … per replica boot, so a reader can prove none is missing), packs those in hand
 //! into messages (see [`pack`]), publishes them to `KUBEGATE_AUDIT` with acknowledgements, and
 //! spools them to local disk while NATS is away, replaying the spool (in order, before newer
-//! records) when it returns. Nothing is dropped
-//! silently: the only loss path is a full overflow queue or a failing disk, both counted and logged.
+//! records) when it returns. Nothing is dropped silently: the only loss path is a full overflow
+//! queue or a failing disk, both counted and logged.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -232,7 +232,10 @@ impl Publisher {
         let published = match self.bus.publish_messages(&outgoing).await {
             Ok(()) => messages.len(),
             Err(e) => {
-                tracing::warn!(error = %e, "audit records go to the spool until NATS is back");
+                // Said once when publishing starts failing, not at every retry.
+                if !self.status.nats_failing.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "audit records go to the spool until NATS takes them again");
+                }
                 e.published
             }
         };

@@ -114,7 +114,6 @@ fn start(
             .iter()
             .map(|p| {
                 let start = match p.start {
-                    Start::Sequence(n) => At::message(n),
                     Start::At(at) => at,
                     _ => At::default(),
                 };

@@ -28,9 +28,8 @@ pub enum Start {
     Beginning,
     /// The first message the stream received at or after this time.
     Time(DateTime<Utc>),
-    /// This stream sequence (or the first one kept after it).
-    Sequence(u64),
-    /// This record of a message: the records before it in the message are skipped.
+    /// This record of a message (or the first message kept after it): the records before it
+    /// in the message are skipped.
     At(At),
 }
 
@@ -117,10 +116,8 @@ fn to_row(
 
 fn deliver_policy(start: Start) -> DeliverPolicy {
     match start {
-        Start::Beginning | Start::Sequence(0) | Start::At(At { sequence: 0, .. }) => DeliverPolicy::All,
-        Start::Sequence(s) | Start::At(At { sequence: s, .. }) => {
-            DeliverPolicy::ByStartSequence { start_sequence: s }
-        }
+        Start::Beginning | Start::At(At { sequence: 0, .. }) => DeliverPolicy::All,
+        Start::At(At { sequence: s, .. }) => DeliverPolicy::ByStartSequence { start_sequence: s },
         Start::Time(t) => {
             let t = t - CLOCK_SLACK;
             let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
@@ -184,7 +181,7 @@ impl Reader {
                 Ok((Ended::Done, _)) => return Ok(()),
                 Ok((Ended::Failed(e), next)) | Err((e, next)) => {
                     if next > 0 {
-                        start = Start::Sequence(next);
+                        start = Start::At(At::message(next));
                         failures = 0;
                     }
                     failures += 1;
@@ -206,7 +203,7 @@ impl Reader {
     async fn round(&mut self, start: Start, caught_up: &mut bool) -> Result<(Ended, u64), (AuditError, u64)> {
         let name = self.plan.source.stream();
         let mut next_sequence = match start {
-            Start::Sequence(s) | Start::At(At { sequence: s, .. }) => s,
+            Start::At(At { sequence: s, .. }) => s,
             _ => 0,
         };
         // Records of the start message a page already handed out.
@@ -373,13 +370,14 @@ pub async fn read_sequenced(
     };
     let last = s.info().await.map_err(|e| nats(stream, e))?.state.last_sequence;
     let mut next = match start {
-        Start::Sequence(n) | Start::At(At { sequence: n, .. }) => n.max(1),
+        Start::At(At { sequence: n, .. }) => n.max(1),
         _ => 1,
     };
     let mut first_round = true;
     let mut failures = 0;
     loop {
-        let policy = if first_round { deliver_policy(start) } else { deliver_policy(Start::Sequence(next)) };
+        let policy =
+            if first_round { deliver_policy(start) } else { deliver_policy(Start::At(At::message(next))) };
         first_round = false;
         let consumer = s
             .create_consumer(pull::OrderedConfig {

@@ -62,6 +62,13 @@ pub struct Config {
     /// Simultaneous client connections.
     #[arg(long = "max-connections", env = "KUBEGATE_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+    /// Threads serving the public listener, each with a single-threaded runtime of its own: a
+    /// connection and everything it starts stay on the thread that accepted it. Default: one
+    /// per CPU the process may use. 0 serves on one work-stealing runtime instead, where one
+    /// connection's requests may run on every core (for a few clients multiplexing very many
+    /// requests over one h2 connection each).
+    #[arg(long = "serve-threads", env = "KUBEGATE_PROXY_SERVE_THREADS")]
+    pub serve_threads: Option<usize>,
     /// Concurrent watches of one user (a per-identity limit, 429 beyond it).
     #[arg(long = "max-watches-per-user", env = "KUBEGATE_MAX_WATCHES_PER_USER", default_value_t = 1000)]
     pub max_watches_per_user: usize,

@@ -349,7 +349,7 @@ async fn serve(
         .map_err(|e| failed_after_decision(Refusal::BadRequest(e.to_string())))?;
     // Long-lived streams go on connections of their own (see `Upstream::stream_client`).
     let lease = is_stream.then(|| upstream.stream_client());
-    let sent = lease.as_ref().map_or(&upstream.client, |(c, _)| c).request(upstream_req);
+    let sent = lease.as_ref().map_or(upstream.client(), |(c, _)| c).request(upstream_req);
     let response = if is_stream {
         sent.await
     } else {

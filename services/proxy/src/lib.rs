@@ -230,12 +230,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut options = kubegate_tls::ServeOptions::tls(tls);
     options.max_connections = config.max_connections;
     options.grace = config.shutdown_grace;
-    tracing::info!(listen = %config.listen, replica = %replica, "proxy serving");
-    let serving = proxy.clone();
-    kubegate_tls::serve(
+    let handler = proxy.clone();
+    let threads = config
+        .serve_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tracing::info!(listen = %config.listen, replica = %replica, threads, "proxy serving");
+    let mut serving = kubegate_tls::serve_on_threads(
         listener,
+        threads,
         move |info: ConnInfo| {
-            let proxy = serving.clone();
+            let proxy = handler.clone();
             tower::service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
@@ -244,13 +248,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         options,
         shutdown.clone(),
     )
-    .await;
+    .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    serving.drained().await;
 
-    // Drained (or the grace period is over): close what is still open, then flush the audit.
+    // Drained (or the grace period is over): close what is still open (tunnels end and record
+    // it on their threads), then flush the audit.
     proxy.shutdown.cancel();
     proxy.cache.sessions.cut_all();
     follow_stop.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
+    serving.end().await;
     audit_stop.cancel();
     audit_task.join().await;
     bus.flush().await;

@@ -37,8 +37,9 @@ pub struct Upstream {
     base: String,
     /// `Authorization` value when the credential is a bearer token (marked sensitive).
     pub authorization: Option<HeaderValue>,
-    /// Ordinary requests: HTTP/1.1, up to 256 idle keep-alive connections.
-    pub client: HttpClient,
+    /// Ordinary requests: HTTP/1.1, up to 256 idle keep-alive connections; one pool per
+    /// serving thread, so a request and its upstream connection share a thread.
+    clients: Box<[HttpClient]>,
     /// Upgrades (exec, attach, port-forward): HTTP/1.1 only.
     pub upgrade_client: HttpClient,
     /// Watches and followed logs.
@@ -113,10 +114,16 @@ impl Upstream {
         };
         let both = tls(&[b"h2", b"http/1.1"])?;
         let h1 = tls(&[b"http/1.1"])?;
-        let client = build(h1.clone(), false, 256);
+        let pools = kubegate_tls::serve::serving_threads().max(1);
+        let clients = (0..pools).map(|_| build(h1.clone(), false, 256)).collect();
         let upgrade_client = build(h1, false, 0);
         let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
-        Ok(Upstream { base, authorization, client, upgrade_client, streams })
+        Ok(Upstream { base, authorization, clients, upgrade_client, streams })
+    }
+
+    /// The ordinary requests' pool of the serving thread this runs on.
+    pub fn client(&self) -> &HttpClient {
+        &self.clients[kubegate_tls::serve::serving_thread() % self.clients.len()]
     }
 
     /// A client for one long-lived stream, and the lease that holds its place until dropped.

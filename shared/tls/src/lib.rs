@@ -13,4 +13,4 @@ pub mod rustls_config {
 
 pub use config::{TlsError, client_config, install_crypto_provider, parse_certs, parse_key, server_config};
 pub use devca::{DevCa, DevPki};
-pub use serve::{ConnInfo, ServeOptions, serve, serve_router};
+pub use serve::{ConnInfo, ServeOptions, ServingThreads, serve, serve_on_threads, serve_router};

@@ -4,17 +4,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -109,7 +110,7 @@ pub async fn serve_router(
 /// until `shutdown`, then drains for at most `opts.grace`. Upgrades (HTTP/1.1) are supported.
 pub async fn serve<F, S, B>(listener: TcpListener, make: F, opts: ServeOptions, shutdown: CancellationToken)
 where
-    F: Fn(ConnInfo) -> S,
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
     S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -117,25 +118,158 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let server = Arc::new(ConnServer::new(make, &opts));
+    accept(listener, &opts, shutdown, |conn| {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(conn).await });
+    })
+    .await
+}
+
+/// Serves like [`serve`] on `threads` threads of their own, each a single-threaded runtime: a
+/// connection, and every task serving it (its requests, their upstream connections, tunnels),
+/// stays on the thread it was given to, so handing work from one task to the next wakes no
+/// other thread. Connections are accepted here and each goes to the thread serving the fewest.
+/// `threads` 0 serves on the calling runtime instead (work-stealing: one connection's requests
+/// may run on every core).
+pub fn serve_on_threads<F, S, B>(
+    listener: TcpListener,
+    threads: usize,
+    make: F,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) -> std::io::Result<ServingThreads>
+where
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
+    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let release = CancellationToken::new();
+    if threads == 0 {
+        let drained = tokio::spawn(serve(listener, make, opts, shutdown));
+        return Ok(ServingThreads { drained: Some(drained), ended: Vec::new(), release });
+    }
+    SERVING_THREADS.store(threads, Ordering::Relaxed);
+    let server = Arc::new(ConnServer::new(make, &opts));
+    let mut lanes = Vec::with_capacity(threads);
+    let mut ended = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
+        let (done, done_rx) = oneshot::channel();
+        let (server, release) = (server.clone(), release.clone());
+        std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            SERVING_THREAD.set(i);
+            runtime.block_on(async move {
+                while let Some(conn) = rx.recv().await {
+                    let server = server.clone();
+                    tokio::spawn(async move { server.serve(conn).await });
+                }
+                // Accepting is over; what the connections started (tunnels) runs until released.
+                release.cancelled().await;
+            });
+            drop(runtime);
+            let _ = done.send(());
+        })?;
+        lanes.push(Lane { tx, load: Arc::new(AtomicUsize::new(0)) });
+        ended.push(done_rx);
+    }
+    let drained = tokio::spawn(async move {
+        accept(listener, &opts, shutdown, |mut conn| {
+            let Some(lane) = lanes.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else { return };
+            lane.load.fetch_add(1, Ordering::Relaxed);
+            conn.load = Some(LoadGuard(lane.load.clone()));
+            // A thread that is gone drops the connection (and its permit) with the message.
+            let _ = lane.tx.send(conn);
+        })
+        .await;
+    });
+    Ok(ServingThreads { drained: Some(drained), ended, release })
+}
+
+/// The serving started by [`serve_on_threads`].
+pub struct ServingThreads {
+    drained: Option<tokio::task::JoinHandle<()>>,
+    ended: Vec<oneshot::Receiver<()>>,
+    release: CancellationToken,
+}
+
+impl ServingThreads {
+    /// Waits until accepting has stopped and the connections have drained (or the grace
+    /// period is over). Tasks they started, such as tunnels, still run.
+    pub async fn drained(&mut self) {
+        if let Some(d) = self.drained.take() {
+            let _ = d.await;
+        }
+    }
+
+    /// Ends the threads and whatever still runs on them; returns once they are gone.
+    pub async fn end(mut self) {
+        self.drained().await;
+        self.release.cancel();
+        for e in self.ended.drain(..) {
+            let _ = e.await;
+        }
+    }
+}
+
+static SERVING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SERVING_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many serving threads [`serve_on_threads`] started in this process (0 before, or when
+/// it serves on the calling runtime).
+pub fn serving_threads() -> usize {
+    SERVING_THREADS.load(Ordering::Relaxed)
+}
+
+/// The serving thread this code runs on (0, 1, …); 0 anywhere else.
+pub fn serving_thread() -> usize {
+    SERVING_THREAD.get()
+}
+
+/// One serving thread as the acceptor sees it.
+struct Lane {
+    tx: mpsc::UnboundedSender<Accepted>,
+    /// Connections it serves now.
+    load: Arc<AtomicUsize>,
+}
+
+/// Counts a connection off its thread's load when it ends.
+struct LoadGuard(Arc<AtomicUsize>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An accepted connection on its way to being served.
+struct Accepted {
+    /// Not registered with any runtime yet: the one serving it takes it.
+    stream: std::net::TcpStream,
+    remote: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    watcher: Watcher,
+    load: Option<LoadGuard>,
+}
+
+/// Accepts until `shutdown` (at most `opts.max_connections` open at once), hands each
+/// connection to `dispatch`, then waits at most `opts.grace` for them to finish.
+async fn accept(
+    listener: TcpListener,
+    opts: &ServeOptions,
+    shutdown: CancellationToken,
+    mut dispatch: impl FnMut(Accepted),
+) {
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192))
-        .max_headers(opts.max_headers)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.h2_max_concurrent_streams)
-        .max_header_list_size(opts.h2_max_header_list_size)
-        .max_pending_accept_reset_streams(opts.h2_max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(opts.h2_max_local_error_reset_streams)
-        .keep_alive_interval(Duration::from_secs(30));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -153,38 +287,94 @@ where
             },
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { remote, tls: acceptor.is_some() };
-        let service = TowerToHyperService::new(make(info));
-        let builder = builder.clone();
-        let acceptor = acceptor.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = opts.handshake_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                }
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                }
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "cannot take an accepted connection");
+                continue;
             }
-        });
+        };
+        dispatch(Accepted { stream, remote, permit, watcher: graceful.watcher(), load: None });
     }
     drop(listener);
     if tokio::time::timeout(opts.grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// Serves accepted connections: the TLS handshake, then HTTP/1.1 or h2 with a service made
+/// for the connection.
+struct ConnServer<F> {
+    make: F,
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: Duration,
+}
+
+impl<F, S, B> ConnServer<F>
+where
+    F: Fn(ConnInfo) -> S,
+    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn new(make: F, opts: &ServeOptions) -> ConnServer<F> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.header_read_timeout)
+            .max_buf_size(opts.max_header_bytes.max(8192))
+            .max_headers(opts.max_headers)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(opts.h2_max_concurrent_streams)
+            .max_header_list_size(opts.h2_max_header_list_size)
+            .max_pending_accept_reset_streams(opts.h2_max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(opts.h2_max_local_error_reset_streams)
+            .keep_alive_interval(Duration::from_secs(30));
+        ConnServer {
+            make,
+            builder,
+            acceptor: opts.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            handshake_timeout: opts.handshake_timeout,
+        }
+    }
+
+    /// Serves one connection until it ends; runs on the runtime that is to serve it.
+    async fn serve(&self, conn: Accepted) {
+        let Accepted { stream, remote, permit: _permit, watcher, load: _load } = conn;
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "cannot serve an accepted connection");
+                return;
+            }
+        };
+        let info = ConnInfo { remote, tls: self.acceptor.is_some() };
+        let service = TowerToHyperService::new((self.make)(info));
+        match &self.acceptor {
+            Some(acceptor) => {
+                let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                let _ = watcher.watch(conn.into_owned()).await;
+            }
+            None => {
+                let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let _ = watcher.watch(conn.into_owned()).await;
+            }
+        }
     }
 }

@@ -73,3 +73,108 @@ async fn serves_https_with_the_dev_ca_and_drains_on_shutdown() {
         .unwrap();
     assert!(stranger.get(format!("https://127.0.0.1:{}/who", addr.port())).send().await.is_err());
 }
+
+/// Serving threads: each connection goes to the thread serving the fewest, stays there, and
+/// every thread drains, then keeps running what its connections started until released.
+#[tokio::test]
+async fn serving_threads_share_connections_and_drain() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let tunnel_finished = Arc::new(AtomicBool::new(false));
+    let release_tunnel = CancellationToken::new();
+    let router = Router::new()
+        .route("/thread", get(|| async { kubegate_tls::serve::serving_thread().to_string() }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                kubegate_tls::serve::serving_thread().to_string()
+            }),
+        )
+        .route(
+            "/tunnel",
+            get({
+                let (finished, release) = (tunnel_finished.clone(), release_tunnel.clone());
+                move || async move {
+                    // Outlives its request, as a tunnel does.
+                    tokio::spawn(async move {
+                        release.cancelled().await;
+                        finished.store(true, Ordering::SeqCst);
+                    });
+                    "started"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let make = move |info: ConnInfo| {
+        let router = router.clone();
+        tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info);
+            tower::ServiceExt::oneshot(router.clone(), req)
+        })
+    };
+    let mut serving =
+        kubegate_tls::serve_on_threads(listener, 2, make, ServeOptions::plain(), shutdown.clone()).unwrap();
+    assert_eq!(kubegate_tls::serve::serving_threads(), 2);
+
+    // Two connections open at once go to different threads; each keeps its thread.
+    let one = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let two = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", addr.port());
+    let (a, b) =
+        tokio::join!(async { one.get(url("/slow")).send().await.unwrap().text().await.unwrap() }, async {
+            two.get(url("/slow")).send().await.unwrap().text().await.unwrap()
+        },);
+    let mut threads = [a.clone(), b.clone()];
+    threads.sort();
+    assert_eq!(threads, ["0".to_string(), "1".to_string()]);
+    for _ in 0..5 {
+        assert_eq!(one.get(url("/thread")).send().await.unwrap().text().await.unwrap(), a);
+        assert_eq!(two.get(url("/thread")).send().await.unwrap().text().await.unwrap(), b);
+    }
+    assert_eq!(one.get(url("/tunnel")).send().await.unwrap().text().await.unwrap(), "started");
+
+    // A request in flight when shutdown begins completes; then accepting stops.
+    let slow = tokio::spawn({
+        let one = one.clone();
+        let url = url("/slow");
+        async move { one.get(url).send().await.unwrap().text().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.cancel();
+    assert_eq!(slow.await.unwrap().unwrap(), a);
+    tokio::time::timeout(Duration::from_secs(5), serving.drained()).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after shutdown");
+
+    // The task a connection started still runs on its thread until the threads end.
+    release_tunnel.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(tunnel_finished.load(Ordering::SeqCst), "tasks run on after the drain");
+    tokio::time::timeout(Duration::from_secs(5), serving.end()).await.unwrap();
+}
+
+/// Zero threads: served on the calling runtime, with the same drain.
+#[tokio::test]
+async fn zero_serving_threads_serve_on_the_calling_runtime() {
+    let router = Router::new().route("/", get(|| async { "here" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let make = move |_: ConnInfo| {
+        let router = router.clone();
+        tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            tower::ServiceExt::oneshot(router.clone(), req)
+        })
+    };
+    let serving =
+        kubegate_tls::serve_on_threads(listener, 0, make, ServeOptions::plain(), shutdown.clone()).unwrap();
+    let text =
+        reqwest::get(format!("http://127.0.0.1:{}/", addr.port())).await.unwrap().text().await.unwrap();
+    assert_eq!(text, "here");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), serving.end()).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -180,11 +180,18 @@ where
     }
     let drained = tokio::spawn(async move {
         accept(listener, &opts, shutdown, |mut conn| {
-            let Some(lane) = lanes.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else { return };
+            // A thread that is gone (it cannot be, short of a bug) is passed over.
+            let lane =
+                lanes.iter().filter(|l| !l.tx.is_closed()).min_by_key(|l| l.load.load(Ordering::Relaxed));
+            let Some(lane) = lane else {
+                tracing::error!(remote = %conn.remote, "no serving thread is left; connection closed");
+                return;
+            };
             lane.load.fetch_add(1, Ordering::Relaxed);
             conn.load = Some(LoadGuard(lane.load.clone()));
-            // A thread that is gone drops the connection (and its permit) with the message.
-            let _ = lane.tx.send(conn);
+            if lane.tx.send(conn).is_err() {
+                tracing::error!("a serving thread is gone; connection closed");
+            }
         })
         .await;
     });

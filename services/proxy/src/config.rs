@@ -62,13 +62,17 @@ pub struct Config {
     /// Simultaneous client connections.
     #[arg(long = "max-connections", env = "KUBEGATE_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
-    /// Threads serving the public listener, each with a single-threaded runtime of its own: a
-    /// connection and everything it starts stay on the thread that accepted it. Default: one
-    /// per CPU the process may use. 0 serves on one work-stealing runtime instead, where one
-    /// connection's requests may run on every core (for a few clients multiplexing very many
-    /// requests over one h2 connection each).
-    #[arg(long = "serve-threads", env = "KUBEGATE_PROXY_SERVE_THREADS")]
-    pub serve_threads: Option<usize>,
+    /// Threads serving the public listener (at most 1024), each with a single-threaded runtime
+    /// of its own: a connection goes to the one serving the fewest, and it and everything it
+    /// starts stay there. Default: one per CPU the process may use. 0 serves on one
+    /// work-stealing runtime instead, where one connection's requests may run on every core
+    /// (for a few clients multiplexing very many requests over one h2 connection each).
+    #[arg(
+        long = "serve-threads",
+        env = "KUBEGATE_PROXY_SERVE_THREADS",
+        value_parser = clap::value_parser!(u16).range(0..=1024)
+    )]
+    pub serve_threads: Option<u16>,
     /// Concurrent watches of one user (a per-identity limit, 429 beyond it).
     #[arg(long = "max-watches-per-user", env = "KUBEGATE_MAX_WATCHES_PER_USER", default_value_t = 1000)]
     pub max_watches_per_user: usize,
@@ -88,4 +92,27 @@ pub struct Config {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    fn parse(extra: &[&str]) -> Result<Config, clap::Error> {
+        let mut args = vec!["kubegate-proxy", "--fleet-key", "AGE-SECRET-KEY-1TEST"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args)
+    }
+
+    #[test]
+    fn serve_threads_default_to_the_cpus_and_are_bounded() {
+        assert_eq!(parse(&[]).unwrap().serve_threads, None);
+        assert_eq!(parse(&["--serve-threads", "0"]).unwrap().serve_threads, Some(0));
+        assert_eq!(parse(&["--serve-threads", "8"]).unwrap().serve_threads, Some(8));
+        let err = parse(&["--serve-threads", "5000"]).unwrap_err().to_string();
+        assert!(err.contains("5000 is not in 0..=1024"), "{err}");
+        assert!(parse(&["--serve-threads", "many"]).is_err());
+    }
 }

@@ -231,9 +231,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     options.max_connections = config.max_connections;
     options.grace = config.shutdown_grace;
     let handler = proxy.clone();
-    let threads = config
-        .serve_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = match config.serve_threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
     tracing::info!(listen = %config.listen, replica = %replica, threads, "proxy serving");
     let mut serving = kubegate_tls::serve_on_threads(
         listener,

@@ -106,17 +106,47 @@ pub async fn serve_router(
     .await
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What serves one connection's requests (made per connection).
+pub trait ConnService:
+    tower::Service<
+        hyper::Request<Incoming>,
+        Response = hyper::Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    type Body: ResponseBody;
+}
+
+impl<S, B: ResponseBody> ConnService for S
+where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    type Body = B;
+}
+
+/// The body of a response served on a connection.
+pub trait ResponseBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ResponseBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
 /// Serves connections accepted on `listener` with a service made per connection by `make`
 /// until `shutdown`, then drains for at most `opts.grace`. Upgrades (HTTP/1.1) are supported.
-pub async fn serve<F, S, B>(listener: TcpListener, make: F, opts: ServeOptions, shutdown: CancellationToken)
+pub async fn serve<F, S>(listener: TcpListener, make: F, opts: ServeOptions, shutdown: CancellationToken)
 where
     F: Fn(ConnInfo) -> S + Send + Sync + 'static,
-    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService,
 {
     let server = Arc::new(ConnServer::new(make, &opts));
     accept(listener, &opts, shutdown, |conn| {
@@ -132,7 +162,7 @@ where
 /// other thread. Connections are accepted here and each goes to the thread serving the fewest.
 /// `threads` 0 serves on the calling runtime instead (work-stealing: one connection's requests
 /// may run on every core).
-pub fn serve_on_threads<F, S, B>(
+pub fn serve_on_threads<F, S>(
     listener: TcpListener,
     threads: usize,
     make: F,
@@ -141,12 +171,7 @@ pub fn serve_on_threads<F, S, B>(
 ) -> std::io::Result<ServingThreads>
 where
     F: Fn(ConnInfo) -> S + Send + Sync + 'static,
-    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService,
 {
     let release = CancellationToken::new();
     if threads == 0 {
@@ -318,15 +343,10 @@ struct ConnServer<F> {
     handshake_timeout: Duration,
 }
 
-impl<F, S, B> ConnServer<F>
+impl<F, S> ConnServer<F>
 where
     F: Fn(ConnInfo) -> S,
-    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService,
 {
     fn new(make: F, opts: &ServeOptions) -> ConnServer<F> {
         let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -212,6 +212,14 @@ where
                 tracing::error!(remote = %conn.remote, "no serving thread is left; connection closed");
                 return;
             };
+            // Taken off this runtime's reactor; the serving thread registers it with its own.
+            conn.stream = match conn.stream.unregister() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(remote = %conn.remote, error = %e, "cannot hand over a connection");
+                    return;
+                }
+            };
             lane.load.fetch_add(1, Ordering::Relaxed);
             conn.load = Some(LoadGuard(lane.load.clone()));
             if lane.tx.send(conn).is_err() {
@@ -284,12 +292,35 @@ impl Drop for LoadGuard {
 
 /// An accepted connection on its way to being served.
 struct Accepted {
-    /// Not registered with any runtime yet: the one serving it takes it.
-    stream: std::net::TcpStream,
+    stream: Stream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
     watcher: Watcher,
     load: Option<LoadGuard>,
+}
+
+/// An accepted socket: registered with the runtime that accepted it, or with none yet (on its
+/// way to a serving thread).
+enum Stream {
+    Registered(tokio::net::TcpStream),
+    Unregistered(std::net::TcpStream),
+}
+
+impl Stream {
+    fn unregister(self) -> std::io::Result<Stream> {
+        match self {
+            Stream::Registered(s) => s.into_std().map(Stream::Unregistered),
+            unregistered => Ok(unregistered),
+        }
+    }
+
+    /// The socket registered with the calling runtime.
+    fn registered(self) -> std::io::Result<tokio::net::TcpStream> {
+        match self {
+            Stream::Registered(s) => Ok(s),
+            Stream::Unregistered(s) => tokio::net::TcpStream::from_std(s),
+        }
+    }
 }
 
 /// Accepts until `shutdown` (at most `opts.max_connections` open at once), hands each
@@ -319,13 +350,7 @@ async fn accept(
             },
         };
         let _ = stream.set_nodelay(true);
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%remote, error = %e, "cannot take an accepted connection");
-                continue;
-            }
-        };
+        let stream = Stream::Registered(stream);
         dispatch(Accepted { stream, remote, permit, watcher: graceful.watcher(), load: None });
     }
     drop(listener);
@@ -376,7 +401,7 @@ where
     /// Serves one connection until it ends; runs on the runtime that is to serve it.
     async fn serve(&self, conn: Accepted) {
         let Accepted { stream, remote, permit: _permit, watcher, load: _load } = conn;
-        let stream = match tokio::net::TcpStream::from_std(stream) {
+        let stream = match stream.registered() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(%remote, error = %e, "cannot serve an accepted connection");

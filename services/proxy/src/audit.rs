@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kubegate_bus::Bus;
+use kubegate_bus::{Bus, Encoded};
 use kubegate_events::audit::AuditEvent;
-use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope};
+use kubegate_events::{Actor, DomainEvent, Envelope};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -185,15 +185,16 @@ impl Publisher {
         batch.extend(q.drain(..));
     }
 
-    fn number(&mut self, batch: Vec<(AuditEvent, Actor, String)>) -> Vec<RawEnvelope> {
+    /// Numbers the records and encodes each once, as it is published and spooled.
+    fn number(&mut self, batch: Vec<(AuditEvent, Actor, String)>) -> Vec<Encoded<'static>> {
         let mut out = Vec::with_capacity(batch.len());
         for (event, actor, correlation) in batch {
             self.position += 1;
             let mut env = Envelope::new(self.stream_id.to_string(), actor, correlation, event);
             env.sequence = self.position;
             env.position = self.position;
-            match env.to_raw() {
-                Ok(raw) => out.push(raw),
+            match pack::encode(&env) {
+                Ok(encoded) => out.push(encoded),
                 Err(e) => {
                     self.status.lost.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "cannot encode an audit record");

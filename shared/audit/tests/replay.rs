@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use kubegate_audit::{Format, ReplayOptions, Row, page, replay};
-use kubegate_bus::{Bus, NatsConfig, Outgoing, StreamDef};
+use kubegate_bus::{Bus, Encoded, NatsConfig, Outgoing, StreamDef};
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
     CredentialKind, EnvironmentEvent, EnvironmentRegistered, SealedCredential,
 };
 use kubegate_events::identity::{GlobalRole, IdentityEvent, SignInSucceeded, UserCreated};
-use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope, SealedSecret};
+use kubegate_events::{Actor, DomainEvent, Envelope, SealedSecret};
 use kubegate_testsupport::nats::NatsServer;
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ async fn publish<E: DomainEvent>(
     first_position: u64,
     per_message: usize,
 ) {
-    let raws: Vec<(&'static str, RawEnvelope)> = events
+    let items: Vec<Encoded<'static>> = events
         .into_iter()
         .enumerate()
         .map(|(i, (ms, actor, correlation, event))| {
@@ -45,10 +45,9 @@ async fn publish<E: DomainEvent>(
             env.occurred_at = t(ms);
             env.position = first_position + i as u64;
             env.sequence = env.position;
-            (subject, env.to_raw().unwrap())
+            Encoded { subject, id: env.id, json: env.encode().unwrap() }
         })
         .collect();
-    let items: Vec<(&str, &RawEnvelope)> = raws.iter().map(|(s, e)| (*s, e)).collect();
     let messages: Vec<Outgoing<'_>> =
         Outgoing::pack_runs(&items, per_message, usize::MAX).into_iter().map(|(m, _)| m).collect();
     for chunk in messages.chunks(1000) {

@@ -13,7 +13,7 @@ pub mod streams;
 pub use config::{NatsConfig, service_inbox_prefix};
 pub use connection::{Bus, BusError, ConnectionState};
 pub use feed::{Feed, FeedError, FeedItem};
-pub use publish::{Outgoing, PublishError};
+pub use publish::{Encoded, Outgoing, PublishError};
 pub use rpc::{RpcError, RpcFailure};
 pub use sequencer::{Offer, Sequencer};
 pub use streams::StreamDef;

@@ -72,33 +72,41 @@ pub struct Outgoing<'a> {
     pub payload: bytes::Bytes,
 }
 
+/// One envelope ready to pack ([`kubegate_events::Envelope::encode`] or
+/// [`RawEnvelope::to_vec`]), with the subject it goes to and its event id.
+#[derive(Debug, Clone)]
+pub struct Encoded<'a> {
+    pub subject: &'a str,
+    pub id: uuid::Uuid,
+    pub json: Vec<u8>,
+}
+
 impl<'a> Outgoing<'a> {
     /// Messages packing `items` in order: runs of consecutive envelopes of one subject, each of
     /// at most `max_records` envelopes and under `max_bytes` (an envelope larger than that gets
-    /// a message of its own), as [`RawEnvelope::pack`] and [`RawEnvelope::pack_id`] make them;
-    /// with the number of envelopes each holds.
+    /// a message of its own), as [`RawEnvelope::pack`] and [`kubegate_events::pack_id`] make
+    /// them; with the number of envelopes each holds.
     pub fn pack_runs(
-        items: &[(&'a str, &RawEnvelope)],
+        items: &[Encoded<'a>],
         max_records: usize,
         max_bytes: usize,
     ) -> Vec<(Outgoing<'a>, usize)> {
-        let encoded: Vec<Vec<u8>> = items.iter().map(|(_, e)| e.to_vec()).collect();
         let mut out = Vec::new();
         let mut start = 0;
         while start < items.len() {
-            let subject = items[start].0;
+            let subject = items[start].subject;
             let mut end = start + 1;
-            let mut bytes = encoded[start].len() + 2;
+            let mut bytes = items[start].json.len() + 2;
             while end < items.len()
                 && end - start < max_records
-                && bytes + encoded[end].len() < max_bytes
-                && items[end].0 == subject
+                && bytes + items[end].json.len() < max_bytes
+                && items[end].subject == subject
             {
-                bytes += encoded[end].len() + 1;
+                bytes += items[end].json.len() + 1;
                 end += 1;
             }
-            let parts: Vec<&[u8]> = encoded[start..end].iter().map(Vec::as_slice).collect();
-            let id = items[start].1.pack_id(end - start);
+            let parts: Vec<&[u8]> = items[start..end].iter().map(|e| e.json.as_slice()).collect();
+            let id = kubegate_events::pack_id(&items[start].id, end - start);
             out.push((Outgoing { subject, id, payload: RawEnvelope::pack(&parts).into() }, end - start));
             start = end;
         }

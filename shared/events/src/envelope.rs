@@ -32,7 +32,11 @@ pub trait DomainEvent: Sized + Clone + fmt::Debug + PartialEq + Send + Sync + 's
     fn event_type(&self) -> &'static str;
     fn version(&self) -> u16;
     fn subject(&self) -> &'static str;
-    fn payload_json(&self) -> Result<Box<RawValue>, serde_json::Error>;
+    /// Serializes the payload alone (the variant's struct, untagged).
+    fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+    fn payload_json(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(&Payload(self))
+    }
     fn decode_payload(event_type: &str, version: u16, payload: &RawValue) -> Result<Self, DecodeError>;
     /// JSON Schema of the payload of `event_type` (for `schemas/events/`).
     fn schema_for_type(event_type: &str) -> Option<schemars::Schema>;
@@ -182,10 +186,10 @@ impl RawEnvelope {
         out
     }
 
-    /// The bus de-duplication id of a message packing `count` envelopes from `self` on: the
-    /// event id alone for one (as every other producer), the first id and the count for more.
+    /// The bus de-duplication id of a message packing `count` envelopes from `self` on (see
+    /// [`pack_id`]).
     pub fn pack_id(&self, count: usize) -> String {
-        if count <= 1 { self.id.to_string() } else { format!("{}+{count}", self.id) }
+        pack_id(&self.id, count)
     }
 
     /// The typed event, checking type and version.
@@ -202,6 +206,39 @@ impl RawEnvelope {
             event,
         })
     }
+}
+
+/// The bus de-duplication id of a message packing `count` envelopes, the first with id `first`:
+/// the event id alone for one (as every other producer), the first id and the count for more.
+pub fn pack_id(first: &Uuid, count: usize) -> String {
+    if count <= 1 { first.to_string() } else { format!("{first}+{count}") }
+}
+
+/// An event's payload as `Serialize` (what [`DomainEvent::serialize_payload`] writes).
+struct Payload<'a, E>(&'a E);
+
+impl<E: DomainEvent> Serialize for Payload<'_, E> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_payload(serializer)
+    }
+}
+
+/// [`RawEnvelope`]'s fields, borrowed from an [`Envelope`], with the payload still typed: the
+/// same JSON as [`Envelope::to_raw`] then [`RawEnvelope::to_vec`], written in one pass.
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct EnvelopeJson<'a, E: DomainEvent> {
+    id: &'a Uuid,
+    stream: &'a str,
+    sequence: u64,
+    position: u64,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    version: u16,
+    occurred_at: &'a DateTime<Utc>,
+    actor: &'a Actor,
+    correlation_id: &'a str,
+    payload: Payload<'a, E>,
 }
 
 /// A typed event with its metadata.
@@ -245,6 +282,28 @@ impl<E: DomainEvent> Envelope<E> {
             correlation_id: self.correlation_id.clone(),
             payload: self.event.payload_json()?,
         })
+    }
+
+    /// The envelope as it is stored and published: the bytes of [`Envelope::to_raw`] then
+    /// [`RawEnvelope::to_vec`], without encoding the payload on its own first.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(512);
+        serde_json::to_writer(
+            &mut out,
+            &EnvelopeJson {
+                id: &self.id,
+                stream: &self.stream,
+                sequence: self.sequence,
+                position: self.position,
+                event_type: self.event.event_type(),
+                version: self.event.version(),
+                occurred_at: &self.occurred_at,
+                actor: &self.actor,
+                correlation_id: &self.correlation_id,
+                payload: Payload(&self.event),
+            },
+        )?;
+        Ok(out)
     }
 }
 

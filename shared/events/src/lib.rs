@@ -9,4 +9,6 @@ pub mod identity;
 mod macros;
 pub mod schema;
 
-pub use envelope::{Actor, DecodeError, DomainEvent, Envelope, EventType, RawEnvelope, SealedSecret};
+pub use envelope::{
+    Actor, DecodeError, DomainEvent, Envelope, EventType, RawEnvelope, SealedSecret, pack_id,
+};

@@ -38,8 +38,8 @@ macro_rules! domain_events {
                 match self { $( $name::$variant(_) => concat!("kubegate.", $service, ".", $subject), )* }
             }
 
-            fn payload_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
-                match self { $( $name::$variant(p) => serde_json::value::to_raw_value(p), )* }
+            fn serialize_payload<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $( $name::$variant(p) => serde::Serialize::serialize(p, serializer), )* }
             }
 
             fn decode_payload(

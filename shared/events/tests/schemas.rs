@@ -229,6 +229,12 @@ fn check<E: DomainEvent>(examples: Vec<E>) {
         env.position = i as u64 + 1;
         let raw = env.to_raw().unwrap();
         let bytes = raw.to_vec();
+        // Encoding in one pass writes the same bytes as through the raw envelope.
+        assert_eq!(
+            String::from_utf8(env.encode().unwrap()).unwrap(),
+            String::from_utf8(bytes.clone()).unwrap(),
+            "{name}: Envelope::encode differs from to_raw().to_vec()"
+        );
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let (_, doc) = docs.iter().find(|(p, _)| p.contains(&format!("/{name}.v"))).unwrap();
         let validator = jsonschema::validator_for(doc).unwrap();

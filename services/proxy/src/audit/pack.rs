@@ -7,9 +7,9 @@
 //! the spool, exactly as it was packed, is dropped by the stream if the first one arrived.
 
 use bytes::Bytes;
-use kubegate_bus::Outgoing;
+use kubegate_bus::{Encoded, Outgoing};
 use kubegate_events::audit::AuditEvent;
-use kubegate_events::{DecodeError, DomainEvent, RawEnvelope};
+use kubegate_events::{DecodeError, DomainEvent, Envelope, RawEnvelope};
 
 /// Records one message holds at most.
 pub(super) const PACK_RECORDS: usize = 256;
@@ -23,10 +23,14 @@ pub(super) struct Packed {
     pub records: usize,
 }
 
+/// One record as it is packed: its JSON, written once ([`Envelope::encode`]).
+pub(super) fn encode(record: &Envelope<AuditEvent>) -> Result<Encoded<'static>, serde_json::Error> {
+    Ok(Encoded { subject: record.event.subject(), id: record.id, json: record.encode()? })
+}
+
 /// Packs `records` (in order) into messages.
-pub(super) fn pack(records: &[RawEnvelope]) -> Vec<Packed> {
-    let items: Vec<(&'static str, &RawEnvelope)> = records.iter().map(|r| (subject(r), r)).collect();
-    Outgoing::pack_runs(&items, PACK_RECORDS, PACK_BYTES)
+pub(super) fn pack(records: &[Encoded<'static>]) -> Vec<Packed> {
+    Outgoing::pack_runs(records, PACK_RECORDS, PACK_BYTES)
         .into_iter()
         .map(|(message, records)| Packed { message, records })
         .collect()

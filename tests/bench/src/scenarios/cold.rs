@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kubegate_bus::{Bus, NatsConfig, Outgoing, StreamDef};
+use kubegate_bus::{Bus, Encoded, NatsConfig, Outgoing, StreamDef};
 use kubegate_events::access::EnvironmentRole;
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
@@ -95,7 +95,8 @@ async fn publish_all(
     while position <= n {
         let end = (position + CHUNK as u64 - 1).min(n);
         let batch: Vec<(&'static str, RawEnvelope)> = (position..=end).map(&make).collect();
-        let items: Vec<(&str, &RawEnvelope)> = batch.iter().map(|(s, e)| (*s, e)).collect();
+        let items: Vec<Encoded<'_>> =
+            batch.iter().map(|(subject, e)| Encoded { subject, id: e.id, json: e.to_vec() }).collect();
         let messages: Vec<Outgoing<'_>> =
             Outgoing::pack_runs(&items, per_message, usize::MAX).into_iter().map(|(m, _)| m).collect();
         bus.publish_messages(&messages).await.map_err(|e| e.to_string())?;

@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::audit::pack::pack;
-use crate::audit::pack::tests::record;
+use crate::audit::pack::tests::{encoded, record};
 
 /// One message holding one record.
 fn one(p: u64) -> Packed {
-    pack(&[record(p)]).remove(0)
+    pack(&encoded(&[record(p)])).remove(0)
 }
 
 fn positions(chunk: &[Spooled]) -> Vec<u64> {
@@ -52,9 +52,9 @@ fn a_torn_last_record_is_dropped_and_damaged_lines_skipped() {
     // A damaged line, a good one, and a record torn mid-write.
     let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     f.write_all(b"not json\n").unwrap();
-    f.write_all(&record(2).to_vec()).unwrap();
+    f.write_all(&record(2).encode().unwrap()).unwrap();
     f.write_all(b"\n").unwrap();
-    f.write_all(&record(3).to_vec()[..40]).unwrap();
+    f.write_all(&record(3).encode().unwrap()[..40]).unwrap();
     drop(f);
     let mut spool = Spool::open(path.clone()).unwrap();
     spool.append(&[one(4)]).unwrap();
@@ -79,7 +79,7 @@ fn an_offset_past_the_end_replays_from_the_start() {
 fn a_packed_message_comes_back_whole_with_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path().join("audit.spool")).unwrap();
-    let packed = pack(&(1..=3).map(record).collect::<Vec<_>>());
+    let packed = pack(&encoded(&(1..=3).map(record).collect::<Vec<_>>()));
     assert_eq!(packed.len(), 1);
     spool.append(&packed).unwrap();
     spool.append(&[one(4)]).unwrap();

@@ -30,6 +30,7 @@ use crate::upgrade;
 use crate::{Proxy, filter};
 
 /// Everything the audit record of one request needs, filled in as the request goes.
+#[derive(Clone)]
 pub(crate) struct Draft {
     pub request_id: String,
     pub started: Instant,
@@ -37,7 +38,20 @@ pub(crate) struct Draft {
     pub target: AuditTarget,
     pub user_agent: Option<String>,
     pub bytes_in: Arc<AtomicU64>,
-    pub actor: Actor,
+    client: SocketAddr,
+    /// Who the token named, once it is verified.
+    user: Option<Actor>,
+}
+
+/// `s` cut to at most `max` characters (on a character boundary).
+fn at_most(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => s[..end].to_string(),
+        None => s.to_string(),
+    }
 }
 
 impl Draft {
@@ -54,24 +68,26 @@ impl Draft {
             target: AuditTarget {
                 environment_id,
                 verb: req.method().as_str().to_ascii_lowercase(),
-                path: req.uri().path().chars().take(2048).collect(),
+                path: at_most(req.uri().path(), 2048),
                 ..Default::default()
             },
-            user_agent: req
-                .headers()
-                .get(USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect()),
+            user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| at_most(s, 256)),
             bytes_in: Arc::new(AtomicU64::new(0)),
-            actor: Actor::Anonymous { address: Some(client.ip().to_string()) },
+            client,
+            user: None,
         }
+    }
+
+    /// Who the record names as the actor: the token's user, or an anonymous caller by address.
+    pub fn actor(&self) -> Actor {
+        self.user.clone().unwrap_or_else(|| Actor::Anonymous { address: Some(self.client.ip().to_string()) })
     }
 
     fn authenticated(&mut self, who: &Authenticated) {
         self.subject.user_id = Some(who.user_id);
         self.subject.username = Some(who.user.username.clone());
         self.subject.token_id = Some(who.claims.jti.clone());
-        self.actor = Actor::User { id: who.user_id, name: who.user.username.clone() };
+        self.user = Some(Actor::User { id: who.user_id, name: who.user.username.clone() });
     }
 
     fn classified(&mut self, info: &RequestInfo<'_>) {
@@ -88,20 +104,33 @@ impl Draft {
         }
     }
 
-    /// The finished record.
+    /// The finished record (the draft stays for more records of the same request).
     pub fn record(&self, status: u16, allowed: bool, reason: Option<String>, bytes_out: u64) -> AuditEvent {
-        AuditEvent::RequestAudited(RequestAudited {
+        self.clone().finish(status, allowed, reason, bytes_out).0
+    }
+
+    /// The finished record, its actor and its correlation id, taking the draft's strings.
+    pub fn finish(
+        self,
+        status: u16,
+        allowed: bool,
+        reason: Option<String>,
+        bytes_out: u64,
+    ) -> (AuditEvent, Actor, String) {
+        let actor = self.actor();
+        let event = AuditEvent::RequestAudited(RequestAudited {
             request_id: self.request_id.clone(),
-            subject: self.subject.clone(),
-            target: self.target.clone(),
+            subject: self.subject,
+            target: self.target,
             decision: if allowed { AuditDecision::Allowed } else { AuditDecision::Denied },
             reason,
             status,
             duration_us: self.started.elapsed().as_micros() as u64,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out,
-            user_agent: self.user_agent.clone(),
-        })
+            user_agent: self.user_agent,
+        });
+        (event, actor, self.request_id)
     }
 }
 
@@ -140,11 +169,8 @@ pub(crate) async fn handle(
         Err(failure) => {
             let status = failure.refusal.status().as_u16();
             let reason = failure.refusal.to_string();
-            proxy.auditor.record(
-                draft.record(status, failure.allowed, Some(reason), 0),
-                draft.actor.clone(),
-                draft.request_id.clone(),
-            );
+            let (event, actor, correlation) = draft.finish(status, failure.allowed, Some(reason), 0);
+            proxy.auditor.record(event, actor, correlation);
             metrics::counter!("kubegate_proxy_requests_total", "outcome" => if failure.allowed { "failed" } else { "denied" })
                 .increment(1);
             let mut response = failure.refusal.response();
@@ -426,11 +452,8 @@ async fn serve(
             cache.sessions.close(id);
         }
         let reason = (ending != Ending::Complete).then(|| format!("stream ended: {}", ending.as_str()));
-        audit.record(
-            record.draft.record(status, true, reason, bytes_out),
-            record.draft.actor.clone(),
-            record.draft.request_id.clone(),
-        );
+        let (event, actor, correlation) = record.draft.finish(status, true, reason, bytes_out);
+        audit.record(event, actor, correlation);
     });
     metrics::counter!("kubegate_proxy_requests_total", "outcome" => "allowed").increment(1);
     Ok(Response::from_parts(parts, body))
@@ -452,7 +475,8 @@ impl From<&mut Draft> for DraftRecord {
                 target: std::mem::take(&mut d.target),
                 user_agent: d.user_agent.take(),
                 bytes_in: d.bytes_in.clone(),
-                actor: std::mem::replace(&mut d.actor, Actor::Anonymous { address: None }),
+                client: d.client,
+                user: d.user.take(),
             },
         }
     }
@@ -497,4 +521,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_most;
+
+    #[test]
+    fn at_most_cuts_on_characters_not_bytes() {
+        assert_eq!(at_most("/api/v1/pods", 2048), "/api/v1/pods");
+        assert_eq!(at_most("abcdef", 3), "abc");
+        assert_eq!(at_most("", 3), "");
+        // Four characters of two bytes each: eight bytes, none of them cut.
+        assert_eq!(at_most("éééé", 4), "éééé");
+        assert_eq!(at_most("éééé", 3), "ééé");
+        assert_eq!(at_most("aé€😀b", 4), "aé€😀");
+    }
 }

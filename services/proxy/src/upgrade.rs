@@ -92,7 +92,7 @@ pub(crate) async fn forward(
         parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
         let audit = proxy.auditor.clone();
         let record = draft.record(status, true, Some("upgrade refused by the API server".into()), 0);
-        let (actor, request_id) = (draft.actor.clone(), draft.request_id.clone());
+        let (actor, request_id) = (draft.actor(), draft.request_id.clone());
         let body = ProxyBody::stream(body).on_done(move |bytes, _| {
             let mut record = record;
             if let AuditEvent::RequestAudited(r) = &mut record {
@@ -160,7 +160,7 @@ pub(crate) async fn forward(
         environment_id: env.id,
     });
     let session_name = format!("{}-{session_id}", draft.request_id);
-    proxy.auditor.record(draft.record(101, true, None, 0), draft.actor.clone(), draft.request_id.clone());
+    proxy.auditor.record(draft.record(101, true, None, 0), draft.actor(), draft.request_id.clone());
     proxy.auditor.record(
         AuditEvent::SessionStarted(SessionStarted {
             session_id: session_name.clone(),
@@ -170,12 +170,12 @@ pub(crate) async fn forward(
             target: draft.target.clone(),
             protocol,
         }),
-        draft.actor.clone(),
+        draft.actor(),
         draft.request_id.clone(),
     );
 
     let proxy = proxy.clone();
-    let actor = draft.actor.clone();
+    let actor = draft.actor();
     let request_id = draft.request_id.clone();
     let shutdown = proxy.shutdown.clone();
     tokio::spawn(async move {

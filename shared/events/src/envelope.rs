@@ -111,7 +111,9 @@ impl fmt::Debug for SealedSecret {
 }
 
 /// An event as stored and as published: the payload stays raw JSON until someone asks for the
-/// typed form, so consumers can skip what they do not care about cheaply.
+/// typed form, so consumers can skip what they do not care about cheaply. `EnvelopeJson` (what
+/// [`Envelope::encode`] writes) has the same fields in the same order; the schemas test checks
+/// that both write the same bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawEnvelope {
     /// UUIDv7; also the bus de-duplication id.

@@ -117,6 +117,10 @@ if [ -x "$TARGET/kubegate-kubeconfig" ]; then
     KUBEGATE_PUBLIC_URL="https://127.0.0.1:$PUBLIC_PORT" KUBEGATE_PUBLIC_CA_FILE="$KG_DIR/ca.pem" \
     -- "$TARGET/kubegate-kubeconfig"
 fi
+# The audit stream keeps at most 600 MiB of NATS's 1 GB store, dropping its oldest records
+# beyond that: sustained traffic would otherwise fill the store, and then neither identity nor
+# kubeconfig could append an event (no sign-in, no download) until it had room again.
+AUDIT_MAX_BYTES=$((600 * 1024 * 1024))
 if [ -x "$TARGET/kubegate-proxy" ]; then
   for i in 1 2; do
     port_var="PROXY${i}_PORT"; admin_var="PROXY${i}_ADMIN"
@@ -125,7 +129,7 @@ if [ -x "$TARGET/kubegate-proxy" ]; then
       KUBEGATE_IDENTITY_URL="https://127.0.0.1:$IDENTITY_PORT" \
       KUBEGATE_KUBECONFIG_URL="https://127.0.0.1:$KUBECONFIG_PORT" \
       KUBEGATE_SERVICES_CA_FILE="$KG_DIR/ca.pem" KUBEGATE_REPLICA_ID="local-$i" \
-      KUBEGATE_AUDIT_SPOOL_DIR="$KG_DIR/spool-$i" \
+      KUBEGATE_AUDIT_SPOOL_DIR="$KG_DIR/spool-$i" KUBEGATE_AUDIT_MAX_BYTES="$AUDIT_MAX_BYTES" \
       -- "$TARGET/kubegate-proxy"
   done
   if ! running haproxy; then

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubegate_bus::{Bus, Feed, FeedItem, NatsConfig, StreamDef};
-use kubegate_deploy_tests::k8s::{find, workloads};
+use kubegate_deploy_tests::k8s::{container_env, find, workloads};
 use kubegate_deploy_tests::render::{Rendered, overlays};
 use kubegate_deploy_tests::tools::nats_server;
 use kubegate_events::identity::{IdentityEvent, UserDisabled};
@@ -153,6 +153,56 @@ fn local_config(r: &Rendered) -> LocalConfig {
         .collect();
     env.insert("POD_NAME".into(), "kubegate-nats-0".into());
     LocalConfig { conf: path, ca: tls.join("ca.crt"), port, env, dir }
+}
+
+/// `max_file_store` of a NATS config in bytes, its units read as powers of 1000 (the smaller
+/// reading: nats-server takes them as powers of 1024).
+fn max_file_store(conf: &str) -> u64 {
+    let value = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("max_file_store:"))
+        .expect("nats.conf sets max_file_store")
+        .trim();
+    let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+    let unit = match value[digits.len()..].trim().to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "T" | "TB" => 1_000_000_000_000,
+        other => panic!("max_file_store unit {other:?}: teach this test"),
+    };
+    digits.parse::<u64>().unwrap() * unit
+}
+
+#[test]
+fn the_audit_stream_leaves_the_domain_logs_room_in_the_store() {
+    for r in overlays().values() {
+        let (conf, _) = nats_files(r);
+        let store = max_file_store(&conf);
+        let proxy = workloads(&r.objects).into_iter().find(|w| w.component() == "proxy").unwrap();
+        let env = container_env(proxy.containers().next().unwrap(), &r.objects);
+        let limit: u64 = env
+            .get("KUBEGATE_AUDIT_MAX_BYTES")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{}: the proxy has no KUBEGATE_AUDIT_MAX_BYTES", r.overlay))
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: KUBEGATE_AUDIT_MAX_BYTES: {e}", r.overlay));
+        // With the audit records filling the store, identity and kubeconfig could append no
+        // event (no sign-in, no download) until it had room again.
+        assert!(
+            limit > 0 && limit <= store / 4 * 3,
+            "{}: the audit stream may take {limit} bytes of a {store}-byte store; keep it within 3/4",
+            r.overlay
+        );
+    }
+}
+
+#[test]
+fn max_file_store_reads_nats_units() {
+    assert_eq!(max_file_store("jetstream {\n  max_file_store: 1GB\n}"), 1_000_000_000);
+    assert_eq!(max_file_store("  max_file_store: 512mb"), 512_000_000);
+    assert_eq!(max_file_store("max_file_store: 4096"), 4096);
 }
 
 #[test]

@@ -237,10 +237,18 @@ struct EnvelopeJson<'a, E: DomainEvent> {
     #[serde(rename = "type")]
     event_type: &'static str,
     version: u16,
+    #[serde(serialize_with = "rfc3339")]
     occurred_at: &'a DateTime<Utc>,
     actor: &'a Actor,
     correlation_id: &'a str,
     payload: Payload<'a, E>,
+}
+
+/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, as many fraction digits as needed),
+/// handed to the serializer as one string: chrono's own writes it a character at a time, and
+/// serde_json escapes each piece separately.
+fn rfc3339<S: serde::Serializer>(at: &&DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// A typed event with its metadata.

@@ -345,3 +345,33 @@ fn a_message_packs_one_envelope_as_itself_and_several_as_an_array() {
     assert!(matches!(RawEnvelope::all_from_slice(b"[1,2]"), Err(DecodeError::Envelope(_))));
     assert!(matches!(RawEnvelope::all_from_slice(&vec![b' '; 2 * 1024 * 1024]), Err(DecodeError::TooLarge)));
 }
+
+#[test]
+fn envelope_times_are_encoded_as_chrono_writes_them() {
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let times = [
+        (0, 0),
+        (59, 1_000_000),
+        (59, 120_000_000),
+        (59, 123_456_000),
+        (59, 123_456_789),
+        (59, 1),
+        (59, 999_999_999),
+        (59, 1_500_000_000), // a leap second
+    ];
+    for (second, nanos) in times {
+        let at = day.and_hms_nano_opt(23, 59, second, nanos).unwrap().and_utc();
+        let mut env = Envelope::new(
+            "user-2",
+            Actor::system("identity"),
+            "c",
+            IdentityEvent::UserDisabled(UserDisabled { user_id: 2 }),
+        );
+        env.occurred_at = at;
+        assert_eq!(
+            String::from_utf8(env.encode().unwrap()).unwrap(),
+            String::from_utf8(env.to_raw().unwrap().to_vec()).unwrap(),
+            "{at:?}"
+        );
+    }
+}

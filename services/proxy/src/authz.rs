@@ -183,8 +183,8 @@ pub fn builtin_scope(group: &str, resource: &str) -> Scope {
 /// impersonation does not add once any group is given).
 pub fn groups_for(role: EnvironmentRole, teams: &[String]) -> Vec<String> {
     let mut groups = Vec::with_capacity(teams.len() + 2);
-    groups.push(format!("{ROLE_GROUP_PREFIX}{role}"));
-    groups.extend(teams.iter().map(|team| format!("{TEAM_GROUP_PREFIX}{team}")));
+    groups.push([ROLE_GROUP_PREFIX, role.as_str()].concat());
+    groups.extend(teams.iter().map(|team| [TEAM_GROUP_PREFIX, team.as_str()].concat()));
     groups.push(AUTHENTICATED_GROUP.to_string());
     groups
 }

@@ -27,6 +27,11 @@ mod tests;
 /// Kubernetes system user or service account.
 pub const USER_PREFIX: &str = "kubegate:";
 
+/// The Kubernetes user name a kubegate user is impersonated as.
+pub fn impersonated_user(username: &str) -> String {
+    [USER_PREFIX, username].concat()
+}
+
 const IMPERSONATE_USER: HeaderName = HeaderName::from_static("impersonate-user");
 const IMPERSONATE_UID: HeaderName = HeaderName::from_static("impersonate-uid");
 const IMPERSONATE_GROUP: HeaderName = HeaderName::from_static("impersonate-group");
@@ -97,7 +102,7 @@ impl HeaderError {
 impl ImpersonationHeaders {
     pub fn new(identity: &Impersonation<'_>) -> Result<Self, HeaderError> {
         check_identity_value("user name", identity.username)?;
-        let user = header_value(format!("{USER_PREFIX}{}", identity.username), "user name")?;
+        let user = header_value(impersonated_user(identity.username), "user name")?;
         let uid = identity
             .uid
             .map(|uid| {

@@ -258,7 +258,7 @@ async fn serve(
     draft.subject.role = grant.as_ref().map(|g| g.role);
     // Who the request runs (or would have run) as upstream: named in the record of a denial too.
     let groups = grant.as_ref().map(|g| authz::groups_for(g.role, &proxy.cache.team_names(&who.user)));
-    draft.subject.impersonated_user = Some(format!("{}{}", headers::USER_PREFIX, who.user.username));
+    draft.subject.impersonated_user = Some(headers::impersonated_user(&who.user.username));
     draft.subject.impersonated_groups = groups.clone().unwrap_or_default();
     let query = req.uri().query().map(str::to_string);
     let classified = request_info::classify(req.method(), k8s_path, query.as_deref()).map_err(|e| {

@@ -185,6 +185,15 @@ fn audit_examples() -> Vec<AuditEvent> {
     ]
 }
 
+/// Encoding in one pass ([`Envelope::encode`]) writes the same bytes as through the raw envelope.
+fn assert_encodes_as_raw<E: DomainEvent>(env: &Envelope<E>, what: &str) {
+    assert_eq!(
+        String::from_utf8(env.encode().unwrap()).unwrap(),
+        String::from_utf8(env.to_raw().unwrap().to_vec()).unwrap(),
+        "{what}: Envelope::encode differs from to_raw().to_vec()"
+    );
+}
+
 fn check<E: DomainEvent>(examples: Vec<E>) {
     let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
     let docs = schema::documents::<E>();
@@ -229,12 +238,7 @@ fn check<E: DomainEvent>(examples: Vec<E>) {
         env.position = i as u64 + 1;
         let raw = env.to_raw().unwrap();
         let bytes = raw.to_vec();
-        // Encoding in one pass writes the same bytes as through the raw envelope.
-        assert_eq!(
-            String::from_utf8(env.encode().unwrap()).unwrap(),
-            String::from_utf8(bytes.clone()).unwrap(),
-            "{name}: Envelope::encode differs from to_raw().to_vec()"
-        );
+        assert_encodes_as_raw(&env, name);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let (_, doc) = docs.iter().find(|(p, _)| p.contains(&format!("/{name}.v"))).unwrap();
         let validator = jsonschema::validator_for(doc).unwrap();
@@ -368,10 +372,6 @@ fn envelope_times_are_encoded_as_chrono_writes_them() {
             IdentityEvent::UserDisabled(UserDisabled { user_id: 2 }),
         );
         env.occurred_at = at;
-        assert_eq!(
-            String::from_utf8(env.encode().unwrap()).unwrap(),
-            String::from_utf8(env.to_raw().unwrap().to_vec()).unwrap(),
-            "{at:?}"
-        );
+        assert_encodes_as_raw(&env, &format!("{at:?}"));
     }
 }

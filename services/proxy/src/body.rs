@@ -121,8 +121,10 @@ impl Body for ProxyBody {
         }
         if let Some(bytes) = this.full.take() {
             this.bytes += bytes.len() as u64;
+            // Nothing follows: complete now, since HTTP/1.1 writers stop at the known length
+            // and drop the body without asking for its end.
+            this.finish(Ending::Complete);
             if bytes.is_empty() {
-                this.finish(Ending::Complete);
                 return Poll::Ready(None);
             }
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -135,6 +137,12 @@ impl Body for ProxyBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                }
+                // The last frame of a body of known length: a writer that knows the length
+                // (hyper's HTTP/1.1) drops the body now instead of polling it to its end.
+                if inner.is_end_stream() {
+                    this.inner = None;
+                    this.finish(Ending::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -254,5 +262,26 @@ mod tests {
         let (_tx, rx) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
         drop(ProxyBody::stream(rx).on_done(move |n, e| s2.lock().unwrap().push((n, e))));
         assert_eq!(*seen2.lock().unwrap(), vec![(0, Ending::Abandoned)]);
+    }
+
+    /// What hyper's HTTP/1.1 writer does with a body of known length: polls frames until the
+    /// body says it has ended, then drops it without polling for its end. That is a complete
+    /// answer, not a client that went away.
+    #[tokio::test]
+    async fn a_body_dropped_once_it_says_it_ended_is_complete() {
+        for (body, sent) in [
+            (ProxyBody::stream(http_body_util::Full::new(Bytes::from_static(b"hello"))), 5),
+            (ProxyBody::full(Bytes::from_static(b"filtered list")), 13),
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = seen.clone();
+            let mut body = body.on_done(move |n, e| s.lock().unwrap().push((n, e)));
+            let mut got = 0;
+            while !body.is_end_stream() {
+                got += body.frame().await.unwrap().unwrap().into_data().unwrap().len();
+            }
+            drop(body);
+            assert_eq!((got, seen.lock().unwrap().clone()), (sent, vec![(sent as u64, Ending::Complete)]));
+        }
     }
 }

@@ -480,6 +480,14 @@ async fn a_day_audited_and_replayed() {
     );
     assert_eq!(denied[2]["correlationId"], json!(id_after_revoke));
 
+    // A request answered in full has no reason on its record (only a stream cut short has one).
+    let allowed = audit(&stack, &since, &["--kind", "request", "--decision", "allowed"]).await;
+    let answered: Vec<&Value> = allowed.iter().filter(|r| r["status"] == json!(200)).collect();
+    assert!(answered.len() >= 3, "{allowed:?}");
+    for r in answered {
+        assert_eq!(r["reason"], Value::Null, "{r}");
+    }
+
     let bob = audit(&stack, &since, &["--user", "bob"]).await;
     assert_eq!(events(&bob), ["UserCreated", "SignInSucceeded"]);
 

@@ -27,7 +27,7 @@ use crate::headers::{self, Impersonation, ImpersonationHeaders};
 use crate::request_info::{self, RequestInfo, Verb};
 use crate::status::Refusal;
 use crate::upgrade;
-use crate::{Proxy, filter};
+use crate::{Peer, Proxy, filter};
 
 /// Everything the audit record of one request needs, filled in as the request goes.
 #[derive(Clone)]
@@ -55,16 +55,11 @@ fn at_most(s: &str, max: usize) -> String {
 }
 
 impl Draft {
-    fn new(
-        request_id: String,
-        client: SocketAddr,
-        environment_id: Option<u64>,
-        req: &Request<Incoming>,
-    ) -> Draft {
+    fn new(request_id: String, client: &Peer, environment_id: Option<u64>, req: &Request<Incoming>) -> Draft {
         Draft {
             request_id,
             started: Instant::now(),
-            subject: AuditSubject { client_address: client.to_string(), ..Default::default() },
+            subject: AuditSubject { client_address: client.text.to_string(), ..Default::default() },
             target: AuditTarget {
                 environment_id,
                 verb: req.method().as_str().to_ascii_lowercase(),
@@ -73,7 +68,7 @@ impl Draft {
             },
             user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| at_most(s, 256)),
             bytes_in: Arc::new(AtomicU64::new(0)),
-            client,
+            client: client.addr,
             user: None,
         }
     }
@@ -155,7 +150,7 @@ fn failed_after_decision(refusal: Refusal) -> Failure {
 pub(crate) async fn handle(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
-    client: SocketAddr,
+    client: &Peer,
     env_segment: &str,
     k8s_path: &str,
     request_id: String,
@@ -320,9 +315,14 @@ async fn serve(
     if kubegate_telemetry::tracing_enabled() {
         kubegate_telemetry::propagation::inject_http(&mut headers);
     }
-    let uri = upstream
-        .uri(&forward_path, query.as_deref())
-        .map_err(|e| close_on_failure(failed_after_decision(Refusal::BadRequest(e.to_string()))))?;
+    // Ordinary requests go on the pool's connections in origin form; upgrades and long-lived
+    // streams through the general client, which takes the absolute URI.
+    let uri = if upgrade || is_stream {
+        upstream.uri(&forward_path, query.as_deref())
+    } else {
+        upstream.origin_uri(&forward_path, query.as_deref())
+    }
+    .map_err(|e| close_on_failure(failed_after_decision(Refusal::BadRequest(e.to_string()))))?;
 
     if upgrade {
         return upgrade::forward(proxy, req, headers, uri, &env, &upstream, &who, draft)
@@ -373,14 +373,24 @@ async fn serve(
     let upstream_req = upstream_req
         .body(limited.boxed())
         .map_err(|e| failed_after_decision(Refusal::BadRequest(e.to_string())))?;
-    // Long-lived streams go on connections of their own (see `Upstream::stream_client`).
-    let lease = is_stream.then(|| upstream.stream_client());
-    let sent = lease.as_ref().map_or(upstream.client(), |(c, _)| c).request(upstream_req);
-    let response = if is_stream {
-        sent.await
+    let body_failure = |upstream_failure: Refusal| match body_error.get() {
+        Some(reason) => Failure {
+            refusal: Refusal::BadRequest(format!("the request body could not be read: {reason}")),
+            allowed: true,
+            close: true,
+        },
+        None => failed_after_decision(upstream_failure),
+    };
+    let (response, connection) = if is_stream {
+        // Long-lived streams go on connections of their own (see `Upstream::stream_client`).
+        let (client, lease) = upstream.stream_client();
+        let response =
+            client.request(upstream_req).await.map_err(|e| body_failure(upstream_error(&env, &e)))?;
+        (response, Held::Stream(lease))
     } else {
-        match tokio::time::timeout(proxy.limits.request_timeout, sent).await {
-            Ok(r) => r,
+        match tokio::time::timeout(proxy.limits.request_timeout, upstream.pool().send(upstream_req)).await {
+            Ok(Ok((response, lease))) => (response, Held::Pooled(lease)),
+            Ok(Err(e)) => return Err(body_failure(upstream_refusal(&env, e.is_connect(), &e.to_string()))),
             Err(_) => {
                 return Err(failed_after_decision(Refusal::GatewayTimeout(format!(
                     "environment {environment_id} did not answer within {}s",
@@ -389,14 +399,6 @@ async fn serve(
             }
         }
     };
-    let response = response.map_err(|e| match body_error.get() {
-        Some(reason) => Failure {
-            refusal: Refusal::BadRequest(format!("the request body could not be read: {reason}")),
-            allowed: true,
-            close: true,
-        },
-        None => failed_after_decision(upstream_error(&env, &e)),
-    })?;
     let (mut parts, body) = response.into_parts();
     headers::strip_response_hop_by_hop(parts.status, &mut parts.headers);
     let status = parts.status.as_u16();
@@ -447,7 +449,12 @@ async fn serve(
     let cache = proxy.cache.clone();
     let body = body.on_done(move |bytes_out, ending| {
         drop(end_watch);
-        drop(lease);
+        match connection {
+            // Read to its end: the connection can carry the next request.
+            Held::Pooled(lease) if ending == Ending::Complete => lease.release(),
+            Held::Pooled(lease) => drop(lease),
+            Held::Stream(lease) => drop(lease),
+        }
         if let Some(id) = session_id {
             cache.sessions.close(id);
         }
@@ -503,24 +510,24 @@ pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// The upstream connection a request's answer is read from, held until the answer ends.
+enum Held {
+    /// From the pool: given back when the answer was read to its end.
+    Pooled(crate::upstream::Lease),
+    /// A place on a long-lived streams' connection.
+    Stream(crate::upstream::StreamLease),
+}
+
 pub(crate) fn upstream_error(env: &Environment, e: &hyper_util::client::legacy::Error) -> Refusal {
-    let detail = error_chain(e);
-    if e.is_connect() {
+    upstream_refusal(env, e.is_connect(), &crate::upstream::error_chain(e))
+}
+
+fn upstream_refusal(env: &Environment, connect: bool, detail: &str) -> Refusal {
+    if connect {
         Refusal::BadGateway(format!("environment {} ({}) is unreachable: {detail}", env.id, env.url))
     } else {
         Refusal::BadGateway(format!("environment {} ({}) failed: {detail}", env.id, env.url))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -59,9 +59,23 @@ pub struct Proxy {
 
 const KUBERNETES_MARK: &str = "/kubernetes";
 
+/// The client end of a connection, its address written out once for the records of all the
+/// requests it carries.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    pub text: Arc<str>,
+}
+
+impl From<ConnInfo> for Peer {
+    fn from(info: ConnInfo) -> Peer {
+        Peer { addr: info.remote, text: info.remote.to_string().into() }
+    }
+}
+
 impl Proxy {
     /// Routes one request of the public origin.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         use tracing::Instrument;
         match kubegate_telemetry::propagation::request_span(
             "proxy",
@@ -69,13 +83,14 @@ impl Proxy {
             req.uri().path(),
             req.headers(),
         ) {
-            Some(span) => self.route(req, info).instrument(span).await,
-            None => self.route(req, info).await,
+            Some(span) => self.route(req, peer).instrument(span).await,
+            None => self.route(req, peer).await,
         }
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> Response<ProxyBody> {
-        let request_id = uuid::Uuid::now_v7().simple().to_string();
+    async fn route(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+        let mut id = uuid::Uuid::encode_buffer();
+        let request_id = String::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut id));
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix("/api/endpoints/")
             && let Some(slash) = rest.find('/')
@@ -85,13 +100,13 @@ impl Proxy {
         {
             let env = rest[..slash].to_string();
             let k8s_path = rest[slash + KUBERNETES_MARK.len()..].to_string();
-            return kubernetes::handle(self.clone(), req, info.remote, &env, &k8s_path, request_id).await;
+            return kubernetes::handle(self.clone(), req, &peer, &env, &k8s_path, request_id).await;
         }
         if let Some(conflict) = headers::authority_conflict(req.uri(), req.headers()) {
             return status::rest_error(StatusCode::BAD_REQUEST, &conflict);
         }
         match passthrough::route(path) {
-            Some(target) => self.services.forward(target, req, info.remote, &request_id).await,
+            Some(target) => self.services.forward(target, req, peer.addr, &request_id).await,
             None => status::rest_error(StatusCode::NOT_FOUND, "no such route"),
         }
     }
@@ -241,9 +256,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         threads,
         move |info: ConnInfo| {
             let proxy = handler.clone();
+            let peer = Peer::from(info);
             tower::service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
             })
         },
         options,

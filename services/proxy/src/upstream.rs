@@ -24,8 +24,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::body::BoxError;
 
+mod pool;
 mod read_ahead;
 
+pub use pool::{Lease, Pool, SendError};
 use read_ahead::ReadAheadConnector;
 
 pub type UpstreamBody = BoxBody<Bytes, BoxError>;
@@ -35,11 +37,13 @@ pub type HttpClient = Client<HttpsConnector<ReadAheadConnector<HttpConnector>>, 
 pub struct Upstream {
     /// `https://host:port` plus any path prefix, without a trailing slash.
     base: String,
+    /// The path prefix alone (empty, or `/…` without a trailing slash).
+    prefix: String,
     /// `Authorization` value when the credential is a bearer token (marked sensitive).
     pub authorization: Option<HeaderValue>,
-    /// Ordinary requests: HTTP/1.1, up to 256 idle keep-alive connections; one pool per
-    /// serving thread, so a request and its upstream connection share a thread.
-    clients: Box<[HttpClient]>,
+    /// Ordinary requests: HTTP/1.1 keep-alive connections, idle ones kept per serving thread,
+    /// so a request and its upstream connection share a thread.
+    pool: Arc<Pool>,
     /// Upgrades (exec, attach, port-forward): HTTP/1.1 only.
     pub upgrade_client: HttpClient,
     /// Watches and followed logs.
@@ -75,6 +79,7 @@ impl Upstream {
             return Err(UpstreamError::Url(url.to_string()));
         }
         let base = url.trim_end_matches('/').to_string();
+        let prefix = uri.path().trim_end_matches('/').to_string();
         let (authorization, client_cert) = match credential {
             UpstreamCredential::Token { token, .. } => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
@@ -114,16 +119,16 @@ impl Upstream {
         };
         let both = tls(&[b"h2", b"http/1.1"])?;
         let h1 = tls(&[b"http/1.1"])?;
-        let pools = kubegate_tls::serve::serving_threads().max(1);
-        let clients = (0..pools).map(|_| build(h1.clone(), false, 256)).collect();
+        let pool = Pool::new(&uri, h1.clone(), kubegate_tls::serve::serving_threads())
+            .map_err(|e| UpstreamError::Url(format!("{url}: {e}")))?;
         let upgrade_client = build(h1, false, 0);
         let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
-        Ok(Upstream { base, authorization, clients, upgrade_client, streams })
+        Ok(Upstream { base, prefix, authorization, pool: Arc::new(pool), upgrade_client, streams })
     }
 
-    /// The ordinary requests' pool of the serving thread this runs on.
-    pub fn client(&self) -> &HttpClient {
-        &self.clients[kubegate_tls::serve::serving_thread() % self.clients.len()]
+    /// The pool of connections for ordinary requests.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// A client for one long-lived stream, and the lease that holds its place until dropped.
@@ -133,16 +138,36 @@ impl Upstream {
 
     /// The upstream URI for an already classified path and the original query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-        let mut s =
-            String::with_capacity(self.base.len() + path.len() + query.map(|q| q.len() + 1).unwrap_or(0));
-        s.push_str(&self.base);
-        s.push_str(path);
-        if let Some(q) = query {
-            s.push('?');
-            s.push_str(q);
-        }
-        Ok(Uri::try_from(s)?)
+        join_uri(&self.base, path, query)
     }
+
+    /// The same in origin form (`/prefix/path?query`), as the pool sends it.
+    pub fn origin_uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        join_uri(&self.prefix, path, query)
+    }
+}
+
+fn join_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let mut s = String::with_capacity(base.len() + path.len() + query.map(|q| q.len() + 1).unwrap_or(0));
+    s.push_str(base);
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    Ok(Uri::try_from(s)?)
+}
+
+/// An error and its sources, joined by `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 /// Long-lived streams per upstream connection. An API server limits the concurrent streams of

@@ -240,14 +240,19 @@ pub fn strip_response_hop_by_hop(status: StatusCode, headers: &mut HeaderMap) {
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|token| HeaderName::from_bytes(token).ok())
-        .chain(headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned())
+    // One pass over the names present (an answer usually has none to remove), rather than a
+    // lookup for every name that could be.
+    let has_connection = headers.contains_key(CONNECTION);
+    let named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(&name.as_str())
+                || name.as_str().starts_with("proxy-")
+                || (has_connection && named_by_connection(headers, name))
+        })
+        .cloned()
         .collect();
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }

@@ -419,7 +419,7 @@ fn escape_meaning(decoded: u8) -> &'static str {
 /// Decode one validated path segment. Validation guarantees every escape is well formed
 /// and decodes to an ASCII path character, so this cannot fail.
 fn decode_segment(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('%') {
+    if !raw.bytes().any(|b| b == b'%') {
         return Cow::Borrowed(raw);
     }
     let bytes = raw.as_bytes();
@@ -455,25 +455,39 @@ impl<'a> Segments<'a> {
     }
 
     fn peek(&self) -> Option<&'a str> {
-        if self.remaining == 0 {
-            return None;
-        }
-        Some(self.rest.split('/').next().unwrap_or(self.rest))
+        (self.remaining > 0).then(|| first_segment(self.rest))
     }
 
     fn peek_nth(&self, n: usize) -> Option<&'a str> {
         if n >= self.remaining {
             return None;
         }
-        self.rest.split('/').nth(n)
+        let mut rest = self.rest;
+        for _ in 0..n {
+            rest = after_first_segment(rest);
+        }
+        Some(first_segment(rest))
     }
 
     fn next(&mut self) -> Option<&'a str> {
         let head = self.peek()?;
-        self.rest = self.rest.get(head.len() + 1..).unwrap_or("");
+        self.rest = after_first_segment(self.rest);
         self.remaining -= 1;
         Some(head)
     }
+}
+
+/// `s` up to its first `/` (segments are short: a plain scan beats a searcher's set-up).
+fn first_segment(s: &str) -> &str {
+    match s.bytes().position(|b| b == b'/') {
+        Some(end) => &s[..end],
+        None => s,
+    }
+}
+
+/// `s` after its first segment and the `/` that ends it (empty after the last).
+fn after_first_segment(s: &str) -> &str {
+    s.get(first_segment(s).len() + 1..).unwrap_or("")
 }
 
 fn segment_is(raw: &str, expected: &str) -> bool {

@@ -286,7 +286,24 @@ impl Stack {
         };
         stack.wait_public().await;
         stack.admin = stack.session("admin", ADMIN_PASSWORD).await;
+        stack.wait_signing_key_known().await;
         stack
+    }
+
+    /// Waits until the kubeconfig service accepts the admin's session. On a new stack identity
+    /// makes its first signing key as it starts, and the event that names it can reach the
+    /// kubeconfig service (which follows identity's stream) a moment after the first sign-in
+    /// on a loaded machine.
+    async fn wait_signing_key_known(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.api("GET", "/api/endpoints", Some(&self.admin), None).await;
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the kubeconfig service refuses the admin's session: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_public(&self) {

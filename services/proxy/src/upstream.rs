@@ -123,7 +123,7 @@ impl Upstream {
             .map_err(|e| UpstreamError::Url(format!("{url}: {e}")))?;
         let upgrade_client = build(h1, false, 0);
         let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
-        Ok(Upstream { base, prefix, authorization, pool: Arc::new(pool), upgrade_client, streams })
+        Ok(Upstream { base, prefix, authorization, pool, upgrade_client, streams })
     }
 
     /// The pool of connections for ordinary requests.

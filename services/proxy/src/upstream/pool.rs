@@ -26,6 +26,21 @@ use super::read_ahead::ReadAhead;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per serving thread.
 const MAX_IDLE: usize = 256;
+/// Every half idle timeout, closes the connections idle for longer, until the pool is dropped.
+async fn reap(pool: std::sync::Weak<Pool>) {
+    let every = match pool.upgrade() {
+        Some(p) => p.idle_timeout / 2,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        for slot in 0..pool.idle.len() {
+            pool.close_stale(slot);
+        }
+    }
+}
+
 /// Time allowed for the TCP connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,6 +83,7 @@ pub struct Pool {
     tls: tokio_rustls::TlsConnector,
     /// One list per serving thread, the most recently used last.
     idle: Box<[Mutex<Vec<Idle>>]>,
+    idle_timeout: Duration,
 }
 
 /// A connection taken from the pool; [`Lease::release`] gives it back once its answer has been
@@ -99,7 +115,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Pool {
     /// A pool for `uri` (`https://host[:port]`), `lists` idle lists (one per serving thread).
-    pub fn new(uri: &Uri, mut tls: ClientConfig, lists: usize) -> Result<Pool, String> {
+    /// Connections idle for longer than [`IDLE_TIMEOUT`] are closed, also when no request comes
+    /// (a task looks every half of it, while the pool lives).
+    pub fn new(uri: &Uri, tls: ClientConfig, lists: usize) -> Result<Arc<Pool>, String> {
+        Pool::with_idle_timeout(uri, tls, lists, IDLE_TIMEOUT)
+    }
+
+    fn with_idle_timeout(
+        uri: &Uri,
+        mut tls: ClientConfig,
+        lists: usize,
+        idle_timeout: Duration,
+    ) -> Result<Arc<Pool>, String> {
         let host = uri.host().ok_or("no host")?;
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let port = uri.port_u16().unwrap_or(443);
@@ -110,14 +137,24 @@ impl Pool {
         }
         .map_err(|e| e.to_string())?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Pool {
+        let pool = Arc::new(Pool {
             host: bare.to_string(),
             port,
             server_name,
             host_header,
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             idle: (0..lists.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
-        })
+            idle_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap(Arc::downgrade(&pool)));
+        }
+        Ok(pool)
+    }
+
+    /// Drops the idle connections that are too old or already closed.
+    fn close_stale(&self, slot: usize) {
+        lock(&self.idle[slot]).retain(|i| i.since.elapsed() < self.idle_timeout && !i.sender.is_closed());
     }
 
     /// Sends `req` (origin-form URI) on an idle connection of this thread, or a new one. A
@@ -148,9 +185,9 @@ impl Pool {
     async fn take_idle(&self, slot: usize) -> Option<SendRequest<UpstreamBody>> {
         loop {
             let Idle { mut sender, since } = lock(&self.idle[slot]).pop()?;
-            if since.elapsed() >= IDLE_TIMEOUT || sender.is_closed() {
+            if since.elapsed() >= self.idle_timeout || sender.is_closed() {
                 // Older ones are older still: close them all.
-                lock(&self.idle[slot]).retain(|i| i.since.elapsed() < IDLE_TIMEOUT && !i.sender.is_closed());
+                self.close_stale(slot);
                 continue;
             }
             if sender.is_ready() || sender.ready().await.is_ok() {
@@ -193,6 +230,7 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use bytes::Bytes;
     use http::{Request, Response, Uri};
@@ -200,7 +238,7 @@ mod tests {
     use hyper::body::Incoming;
     use hyper_util::rt::TokioIo;
 
-    use super::{Pool, SendError, UpstreamBody};
+    use super::{Pool, SendError, UpstreamBody, lock};
 
     /// A TLS HTTP/1.1 server on a free port: counts connections, remembers each request's
     /// `Host` and target, answers `n` for the n-th request, closing the connection after it
@@ -209,6 +247,7 @@ mod tests {
         uri: Uri,
         ca: String,
         connections: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
         seen: Arc<Mutex<Vec<(String, String)>>>,
     }
 
@@ -222,13 +261,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (c, s) = (connections.clone(), seen.clone());
+        let (c, s, gone) = (connections.clone(), seen.clone(), closed.clone());
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = listener.accept().await.unwrap();
                 c.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, seen) = (acceptor.clone(), s.clone());
+                let (acceptor, seen, gone) = (acceptor.clone(), s.clone(), gone.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -250,6 +290,7 @@ mod tests {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
+                    gone.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -257,13 +298,14 @@ mod tests {
             uri: format!("https://127.0.0.1:{port}").parse().unwrap(),
             ca: ca.cert_pem().to_string(),
             connections,
+            closed,
             seen,
         }
     }
 
     fn pool(server: &Server) -> Arc<Pool> {
         let tls = kubegate_tls::client_config(&server.ca, None, &[]).unwrap();
-        Arc::new(Pool::new(&server.uri, tls, 1).unwrap())
+        Pool::new(&server.uri, tls, 1).unwrap()
     }
 
     fn get(path: &str, close: bool) -> Request<UpstreamBody> {
@@ -328,6 +370,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout_without_another_request() {
+        let server = server().await;
+        let tls = kubegate_tls::client_config(&server.ca, None, &[]).unwrap();
+        let pool = Pool::with_idle_timeout(&server.uri, tls, 1, Duration::from_millis(200)).unwrap();
+        let (response, lease) = pool.send(get("/a", false)).await.unwrap();
+        assert_eq!(text(response).await, "1");
+        lease.release();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(server.closed.load(Ordering::SeqCst), 0, "closed while still fresh");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while server.closed.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the idle connection was never closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(lock(&pool.idle[0]).is_empty());
+    }
+
+    #[tokio::test]
     async fn no_server_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -335,7 +395,7 @@ mod tests {
         let server = server().await;
         let tls = kubegate_tls::client_config(&server.ca, None, &[]).unwrap();
         let uri: Uri = format!("https://127.0.0.1:{port}").parse().unwrap();
-        let pool = Arc::new(Pool::new(&uri, tls, 1).unwrap());
+        let pool = Pool::new(&uri, tls, 1).unwrap();
         let e = pool.send(get("/", false)).await.err().unwrap();
         assert!(matches!(e, SendError::Connect(_)), "{e}");
         assert!(e.to_string().contains("tcp connect error"), "{e}");
@@ -347,7 +407,7 @@ mod tests {
         // The certificate names 127.0.0.1; asking for localhost must not be accepted.
         let uri: Uri = format!("https://localhost:{}", server.uri.port_u16().unwrap()).parse().unwrap();
         let tls = kubegate_tls::client_config(&server.ca, None, &[]).unwrap();
-        let pool = Arc::new(Pool::new(&uri, tls, 1).unwrap());
+        let pool = Pool::new(&uri, tls, 1).unwrap();
         let e = pool.send(get("/", false)).await.err().unwrap();
         assert!(e.to_string().contains("TLS handshake failed"), "{e}");
         assert_eq!(server.seen.lock().unwrap().len(), 0);

@@ -98,7 +98,10 @@ impl ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        self.finish(Ending::Abandoned);
+        // A writer that knows the length (hyper's HTTP/1.1) stops once the body says it has
+        // ended, and drops it without asking for its end: nothing was left, so it is complete.
+        let ending = if self.is_end_stream() { Ending::Complete } else { Ending::Abandoned };
+        self.finish(ending);
     }
 }
 
@@ -121,10 +124,8 @@ impl Body for ProxyBody {
         }
         if let Some(bytes) = this.full.take() {
             this.bytes += bytes.len() as u64;
-            // Nothing follows: complete now, since HTTP/1.1 writers stop at the known length
-            // and drop the body without asking for its end.
-            this.finish(Ending::Complete);
             if bytes.is_empty() {
+                this.finish(Ending::Complete);
                 return Poll::Ready(None);
             }
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -137,12 +138,6 @@ impl Body for ProxyBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
-                }
-                // The last frame of a body of known length: a writer that knows the length
-                // (hyper's HTTP/1.1) drops the body now instead of polling it to its end.
-                if inner.is_end_stream() {
-                    this.inner = None;
-                    this.finish(Ending::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -272,6 +267,8 @@ mod tests {
         for (body, sent) in [
             (ProxyBody::stream(http_body_util::Full::new(Bytes::from_static(b"hello"))), 5),
             (ProxyBody::full(Bytes::from_static(b"filtered list")), 13),
+            // Empty from the start (a HEAD, a 204): never polled at all.
+            (ProxyBody::stream(http_body_util::Empty::<Bytes>::new()), 0),
         ] {
             let seen = Arc::new(Mutex::new(Vec::new()));
             let s = seen.clone();

@@ -175,7 +175,9 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: opening a connection is rare, and its state (TCP, TLS, handshake) would
+        // otherwise make every request's future larger, which is copied as it moves.
+        let mut sender = Box::pin(self.connect()).await?;
         let response = sender.send_request(req).await.map_err(SendError::Request)?;
         Ok((response, Lease { pool: self.clone(), slot, sender }))
     }

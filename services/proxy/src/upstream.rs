@@ -120,7 +120,7 @@ impl Upstream {
         let both = tls(&[b"h2", b"http/1.1"])?;
         let h1 = tls(&[b"http/1.1"])?;
         let pool = Pool::new(&uri, h1.clone(), kubegate_tls::serve::serving_threads())
-            .map_err(|e| UpstreamError::Url(format!("{url}: {e}")))?;
+            .map_err(|_| UpstreamError::Url(url.to_string()))?;
         let upgrade_client = build(h1, false, 0);
         let streams = StreamClients { tls: both, clients: Mutex::new(Vec::new()) };
         Ok(Upstream { base, prefix, authorization, pool, upgrade_client, streams })

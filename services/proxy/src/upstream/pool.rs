@@ -26,21 +26,6 @@ use super::read_ahead::ReadAhead;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per serving thread.
 const MAX_IDLE: usize = 256;
-/// Every half idle timeout, closes the connections idle for longer, until the pool is dropped.
-async fn reap(pool: std::sync::Weak<Pool>) {
-    let every = match pool.upgrade() {
-        Some(p) => p.idle_timeout / 2,
-        None => return,
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(pool) = pool.upgrade() else { return };
-        for slot in 0..pool.idle.len() {
-            pool.close_stale(slot);
-        }
-    }
-}
-
 /// Time allowed for the TCP connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -71,6 +56,13 @@ impl std::fmt::Display for SendError {
 struct Idle {
     sender: SendRequest<UpstreamBody>,
     since: Instant,
+}
+
+impl Idle {
+    /// Still open, and not idle longer than `timeout`.
+    fn usable(&self, timeout: Duration) -> bool {
+        self.since.elapsed() < timeout && !self.sender.is_closed()
+    }
 }
 
 pub struct Pool {
@@ -154,7 +146,7 @@ impl Pool {
 
     /// Drops the idle connections that are too old or already closed.
     fn close_stale(&self, slot: usize) {
-        lock(&self.idle[slot]).retain(|i| i.since.elapsed() < self.idle_timeout && !i.sender.is_closed());
+        lock(&self.idle[slot]).retain(|i| i.usable(self.idle_timeout));
     }
 
     /// Sends `req` (origin-form URI) on an idle connection of this thread, or a new one. A
@@ -186,12 +178,13 @@ impl Pool {
     /// old; one still finishing its last answer is waited for.
     async fn take_idle(&self, slot: usize) -> Option<SendRequest<UpstreamBody>> {
         loop {
-            let Idle { mut sender, since } = lock(&self.idle[slot]).pop()?;
-            if since.elapsed() >= self.idle_timeout || sender.is_closed() {
+            let idle = lock(&self.idle[slot]).pop()?;
+            if !idle.usable(self.idle_timeout) {
                 // Older ones are older still: close them all.
                 self.close_stale(slot);
                 continue;
             }
+            let mut sender = idle.sender;
             if sender.is_ready() || sender.ready().await.is_ok() {
                 return Some(sender);
             }
@@ -223,6 +216,21 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Every half idle timeout, closes the connections idle for longer, until the pool is dropped.
+async fn reap(pool: std::sync::Weak<Pool>) {
+    let every = match pool.upgrade() {
+        Some(p) => p.idle_timeout / 2,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        for slot in 0..pool.idle.len() {
+            pool.close_stale(slot);
+        }
     }
 }
 

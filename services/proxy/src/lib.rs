@@ -245,6 +245,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut options = kubegate_tls::ServeOptions::tls(tls);
     options.max_connections = config.max_connections;
     options.grace = config.shutdown_grace;
+    options.spin = config.serve_spin;
     let handler = proxy.clone();
     let threads = match config.serve_threads {
         Some(n) => usize::from(n),

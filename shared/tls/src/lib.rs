@@ -5,6 +5,7 @@
 pub mod config;
 pub mod devca;
 pub mod serve;
+mod spin;
 
 /// rustls types callers need without depending on rustls themselves.
 pub mod rustls_config {

@@ -46,6 +46,10 @@ pub struct ServeOptions {
     pub h2_max_concurrent_streams: u32,
     pub h2_max_pending_accept_reset_streams: usize,
     pub h2_max_local_error_reset_streams: usize,
+    /// [`serve_on_threads`]: how long a serving thread keeps polling its sockets without
+    /// blocking after a request arrived or was answered on it, before it parks (see `spin`).
+    /// Zero parks at once.
+    pub spin: Duration,
 }
 
 impl ServeOptions {
@@ -62,6 +66,7 @@ impl ServeOptions {
             h2_max_concurrent_streams: 256,
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 256,
+            spin: Duration::ZERO,
         }
     }
 
@@ -180,6 +185,7 @@ where
     }
     SERVING_THREADS.store(threads, Ordering::Relaxed);
     let server = Arc::new(ConnServer::new(make, &opts));
+    let spin = opts.spin;
     let mut lanes = Vec::with_capacity(threads);
     let mut ended = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -190,6 +196,9 @@ where
         std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
             SERVING_THREAD.set(i);
             runtime.block_on(async move {
+                if !spin.is_zero() {
+                    tokio::spawn(crate::spin::spinner(spin));
+                }
                 while let Some(conn) = rx.recv().await {
                     let server = server.clone();
                     tokio::spawn(async move { server.serve(conn).await });
@@ -409,7 +418,15 @@ where
             }
         };
         let info = ConnInfo { remote, tls: self.acceptor.is_some() };
-        let service = TowerToHyperService::new((self.make)(info));
+        // Work begins when a request arrives and when its answer is ready (see `spin`).
+        let service = TowerToHyperService::new((self.make)(info).map_future(|answer| {
+            crate::spin::touch();
+            async move {
+                let answered = answer.await;
+                crate::spin::touch();
+                answered
+            }
+        }));
         match &self.acceptor {
             Some(acceptor) => {
                 let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {

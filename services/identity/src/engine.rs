@@ -94,16 +94,29 @@ impl Model for IdentityModel {
         let Some((iat, exp)) = outcome.token_times else { return Ok(()) };
         let name = self.state.users.get(&user_id).map(|u| u.username.clone()).unwrap_or_default();
         let claims = Claims { sub: user_id.to_string(), name, jti, iat, exp, scope };
-        let token = self.active_signer()?.mint(&claims).map_err(|e| ModelError::Key(e.to_string()))?;
+        let kid =
+            outcome.signing_kid.clone().ok_or_else(|| ModelError::Key("no active signing key".into()))?;
+        let token = self.signer(&kid)?.mint(&claims).map_err(|e| ModelError::Key(e.to_string()))?;
         outcome.token = Some(token);
         Ok(())
     }
 }
 
 impl IdentityModel {
-    fn active_signer(&mut self) -> Result<&SigningKey, ModelError> {
-        let record =
-            self.state.active_key().ok_or_else(|| ModelError::Key("no active signing key".into()))?;
+    /// The signer of key `kid` (the one the decision chose), its seed unsealed once. Should a
+    /// command of the same batch have retired that key, the newest key still in force signs.
+    fn signer(&mut self, kid: &str) -> Result<&SigningKey, ModelError> {
+        let in_force = |k: &&crate::domain::state::SigningKeyRecord| !k.retired;
+        let record = match self.state.keys.iter().filter(in_force).find(|k| k.kid == kid) {
+            Some(record) => record,
+            None => self
+                .state
+                .keys
+                .iter()
+                .rev()
+                .find(in_force)
+                .ok_or_else(|| ModelError::Key("no active signing key".into()))?,
+        };
         let kid = record.kid.clone();
         if !self.signers.contains_key(&kid) {
             let seed = self

@@ -36,8 +36,10 @@ pub fn new_signing_key_command(master: &MasterKey) -> Result<Command, String> {
 
 /// First start: the `admin` user and a signing key. Safe when replicas start together.
 async fn bootstrap(engine: &Engine, master: &MasterKey, admin_password: Option<&str>) -> Result<(), Error> {
-    let (no_users, no_key) =
-        engine.read(|s| (s.users.is_empty(), s.active_key().is_none())).await.map_err(Error::failed)?;
+    let (no_users, no_key) = engine
+        .read(|s| (s.users.is_empty(), s.active_key(chrono::Utc::now()).is_none()))
+        .await
+        .map_err(Error::failed)?;
     let origin = || Origin { actor: Actor::system("identity"), correlation_id: "first-start".to_string() };
     if no_users {
         let password = admin_password.ok_or_else(|| {

@@ -447,6 +447,50 @@ async fn kubeconfig_tokens_expiry_and_revocation() {
     }
 }
 
+/// The `kid` in a token's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    serde_json::from_slice::<Value>(&raw).unwrap()["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_new_signing_key_is_published_before_it_signs_unless_the_old_one_is_retired() {
+    let h = Harness::start().await;
+    let admin = h.session("admin", ADMIN_PASSWORD).await;
+    let old_kid = kid_of(&admin);
+    let (status, rotated) = h.call("POST", "/api/signing-keys/rotate", Some(&admin), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_string();
+    let (_, keys) = h.call("GET", "/api/signing-keys", Some(&admin), None).await;
+    let view = |kid: &str| keys.as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap().clone();
+    assert_eq!(
+        (view(&old_kid)["active"].clone(), view(&old_kid)["pending"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        (view(&new_kid)["active"].clone(), view(&new_kid)["pending"].clone()),
+        (json!(false), json!(true))
+    );
+    let added: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(view(&new_kid)["addedAt"].clone()).unwrap();
+    let signs_from: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(rotated["signsFrom"].clone()).unwrap();
+    assert_eq!(signs_from - added, chrono::TimeDelta::seconds(10), "{rotated}");
+
+    // Right after the rotation, what verifiers may not know yet does not sign.
+    assert_eq!(kid_of(&h.session("admin", ADMIN_PASSWORD).await), old_kid);
+    // Retiring the old key (it may have leaked) makes the new one sign at once.
+    let (status, body) = h.call("DELETE", &format!("/api/signing-keys/{old_kid}"), Some(&admin), None).await;
+    assert_eq!(status, 204, "{body}");
+    let admin = h.session("admin", ADMIN_PASSWORD).await;
+    assert_eq!(kid_of(&admin), new_kid);
+    let (status, body) = h.call("DELETE", &format!("/api/signing-keys/{new_kid}"), Some(&admin), None).await;
+    assert_eq!(status, 409, "the last key stays: {body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("last signing key"), "{body}");
+}
+
 #[tokio::test]
 async fn state_survives_a_restart_and_every_published_event_matches_its_schema() {
     let mut h = Harness::start().await;

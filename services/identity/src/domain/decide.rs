@@ -121,6 +121,8 @@ pub struct Outcome {
     pub created_id: Option<u64>,
     /// For token issue: the claims' `iat` and `exp` (seconds) to mint with.
     pub token_times: Option<(i64, Option<i64>)>,
+    /// For token issue: the signing key the decision chose (the active key at its time).
+    pub signing_kid: Option<String>,
     /// The token minted once the events are stored.
     pub token: Option<String>,
 }
@@ -358,9 +360,12 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             if key.retired {
                 return Ok(Outcome::default());
             }
-            if state.active_key().map(|k| k.kid == kid).unwrap_or(false) {
+            // Any key may go while another stays in force, also one whose successor has not
+            // warmed up yet: retiring a key that may have leaked must not wait. What stays then
+            // signs at once.
+            if !state.keys.iter().any(|k| !k.retired && k.kid != kid) {
                 return Err(DomainError::Conflict(
-                    "the active signing key cannot be retired; rotate to a new key first".into(),
+                    "the last signing key cannot be retired; rotate to a new key first".into(),
                 ));
             }
             Ok(one(on(
@@ -382,9 +387,10 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                     "a token covers 1 to {MAX_ENVIRONMENTS_PER_TOKEN} environments"
                 )));
             }
-            if state.active_key().is_none() {
+            let Some(key) = state.active_key(now) else {
                 return Err(DomainError::Conflict("no active signing key".into()));
-            }
+            };
+            let signing_kid = Some(key.kid.clone());
             let iat = token_iat(u, now);
             let exp = state.expiry.seconds().map(|s| iat + s);
             let issued = KubeconfigTokenIssued {
@@ -398,6 +404,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
             Ok(Outcome {
                 decisions: vec![on(state, streams::token(&token_id), vec![E::KubeconfigTokenIssued(issued)])],
                 token_times: Some((iat, exp)),
+                signing_kid,
                 ..Default::default()
             })
         }
@@ -445,6 +452,7 @@ pub fn decide(state: &IdentityState, command: Command, now: DateTime<Utc>) -> Re
                 })],
             });
             outcome.token_times = Some((iat, Some(expires_at.timestamp())));
+            outcome.signing_kid = state.active_key(now).map(|k| k.kid.clone());
             Ok(outcome)
         }
         Command::RecordSignInFailure { username, client_address, reason } => Ok(one(Decision {

@@ -8,6 +8,9 @@ use kubegate_events::identity::*;
 use kubegate_events::{Envelope, SealedSecret};
 use kubegate_token::{Claims, Scope, TokenError};
 
+/// How long a new signing key is published before it signs (see [`IdentityState::active_key`]).
+pub const KEY_WARM_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub id: u64,
@@ -99,9 +102,17 @@ impl IdentityState {
         self.teams.values().find(|t| t.name.to_lowercase() == lower)
     }
 
-    /// The key that signs new tokens.
-    pub fn active_key(&self) -> Option<&SigningKeyRecord> {
-        self.keys.iter().rev().find(|k| !k.retired)
+    /// The key that signs new tokens at `now`: the newest key not retired that has been
+    /// published for [`KEY_WARM_UP`], or, when none has been that long, the oldest key not
+    /// retired (the first key, or a new key whose predecessors were all retired).
+    ///
+    /// A new key is published on the bus as soon as it is added, but everything that verifies
+    /// tokens (proxy replicas, the kubeconfig service) learns it a little later; signing with it
+    /// at once would make them refuse, for that little while, the tokens it signed.
+    pub fn active_key(&self, now: DateTime<Utc>) -> Option<&SigningKeyRecord> {
+        let oldest = self.keys.iter().find(|k| !k.retired)?;
+        let warmed = self.keys.iter().rev().find(|k| !k.retired && k.added_at + KEY_WARM_UP <= now);
+        Some(warmed.unwrap_or(oldest))
     }
 
     pub fn enabled_admins(&self) -> usize {

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use kubegate_events::identity::*;
 use kubegate_events::{Actor, Envelope, SealedSecret};
 
+use super::state::KEY_WARM_UP;
 use super::*;
 
 fn now() -> DateTime<Utc> {
@@ -299,27 +300,77 @@ fn the_last_admin_cannot_be_removed_demoted_or_disabled() {
     assert!(decide(&state, Command::DisableUser { user_id: 1 }, now()).is_ok());
 }
 
+/// Adds signing key `kid` at `now()`, as a rotation does.
+fn add_signing_key(state: &mut IdentityState, kid: &str) {
+    let command = Command::AddSigningKey {
+        kid: kid.into(),
+        public_key: format!("pk-{kid}"),
+        private_key: sealed(&format!("seed-{kid}")),
+    };
+    let out = decide(state, command, now()).unwrap();
+    then_apply(state, &out);
+}
+
 #[test]
-fn signing_keys_rotate_and_only_inactive_ones_retire() {
+fn signing_keys_rotate_and_any_but_the_last_retires() {
     let mut state = admin_and_alice();
     assert!(matches!(
         decide(&state, Command::RetireSigningKey { kid: "k1".into() }, now()),
         Err(DomainError::Conflict(_))
     ));
-    let out = decide(
-        &state,
-        Command::AddSigningKey { kid: "k2".into(), public_key: "pk2".into(), private_key: sealed("s2") },
-        now(),
-    )
-    .unwrap();
-    then_apply(&mut state, &out);
-    assert_eq!(state.active_key().unwrap().kid, "k2");
+    add_signing_key(&mut state, "k2");
+    let later = now() + KEY_WARM_UP;
+    assert_eq!(state.active_key(later).unwrap().kid, "k2");
+    // The old key may go before the new one has warmed up; the new one then signs at once.
     let out = decide(&state, Command::RetireSigningKey { kid: "k1".into() }, now()).unwrap();
     assert_eq!(events(&out), vec![IdentityEvent::SigningKeyRetired(SigningKeyRetired { kid: "k1".into() })]);
+    then_apply(&mut state, &out);
+    assert_eq!(state.active_key(now()).unwrap().kid, "k2");
+    assert!(matches!(
+        decide(&state, Command::RetireSigningKey { kid: "k2".into() }, later),
+        Err(DomainError::Conflict(m)) if m.contains("last signing key")
+    ));
     assert!(matches!(
         decide(&state, Command::RetireSigningKey { kid: "nope".into() }, now()),
         Err(DomainError::NotFound(_))
     ));
+}
+
+#[test]
+fn a_new_signing_key_signs_only_once_verifiers_had_time_to_learn_it() {
+    let mut state = admin_and_alice();
+    // The first key signs at once: there is nothing else to sign with.
+    assert_eq!(state.active_key(now()).unwrap().kid, "k1");
+    add_signing_key(&mut state, "k2");
+    let issue = |state: &IdentityState, at| {
+        let command = Command::IssueKubeconfigToken {
+            token_id: "t1".into(),
+            user_id: 2,
+            username: "alice".into(),
+            environment_ids: vec![1],
+        };
+        decide(state, command, at).unwrap().signing_kid.unwrap()
+    };
+    let sign_in = |state: &IdentityState, at| {
+        let command = Command::RecordSignIn {
+            user_id: 2,
+            session_id: "s1".into(),
+            client_address: "127.0.0.1".into(),
+            expires_at: now() + chrono::Duration::hours(1),
+        };
+        decide(state, command, at).unwrap().signing_kid.unwrap()
+    };
+    let just_before = now() + KEY_WARM_UP - chrono::Duration::milliseconds(1);
+    assert_eq!(issue(&state, now()), "k1", "the new key is only published");
+    assert_eq!(issue(&state, just_before), "k1");
+    assert_eq!(sign_in(&state, just_before), "k1");
+    assert_eq!(issue(&state, now() + KEY_WARM_UP), "k2", "warmed up: the new key signs");
+    assert_eq!(sign_in(&state, now() + KEY_WARM_UP), "k2");
+
+    // Two rotations in a row: the newest key that has warmed up signs.
+    add_signing_key(&mut state, "k3");
+    assert_eq!(issue(&state, just_before), "k1");
+    assert_eq!(issue(&state, now() + KEY_WARM_UP), "k3");
 }
 
 #[test]

@@ -15,7 +15,10 @@ use crate::http::{ApiError, AppState};
 pub struct KeyView {
     kid: String,
     public_key: String,
+    /// Signs new tokens now.
     active: bool,
+    /// Newer than the active key: published, and signing once it has warmed up.
+    pending: bool,
     retired: bool,
     added_at: chrono::DateTime<chrono::Utc>,
 }
@@ -24,13 +27,14 @@ pub async fn list(State(state): State<AppState>, _: Admin) -> Result<Json<Vec<Ke
     let keys = state
         .engine
         .read(|s| {
-            let active = s.active_key().map(|k| k.kid.clone());
+            let active = s.active_key(chrono::Utc::now()).map(|k| (k.kid.clone(), k.added_at));
             s.keys
                 .iter()
                 .map(|k| KeyView {
                     kid: k.kid.clone(),
                     public_key: k.public_key.clone(),
-                    active: Some(&k.kid) == active.as_ref(),
+                    active: active.as_ref().is_some_and(|(kid, _)| *kid == k.kid),
+                    pending: !k.retired && active.as_ref().is_some_and(|(_, at)| k.added_at > *at),
                     retired: k.retired,
                     added_at: k.added_at,
                 })
@@ -52,7 +56,13 @@ pub async fn rotate(
         _ => String::new(),
     };
     state.engine.execute(command, origin(&session, correlation)).await?;
-    Ok(Json(serde_json::json!({ "kid": kid })))
+    // It signs once verifiers have had time to learn it (while older keys stay in force).
+    let added = {
+        let kid = kid.clone();
+        state.engine.read(move |s| s.keys.iter().find(|k| k.kid == kid).map(|k| k.added_at)).await?
+    };
+    let signs_from = added.map(|at| at + crate::domain::state::KEY_WARM_UP);
+    Ok(Json(serde_json::json!({ "kid": kid, "signsFrom": signs_from })))
 }
 
 pub async fn retire(

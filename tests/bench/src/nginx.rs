@@ -70,6 +70,14 @@ impl Nginx {
         Ok(nginx)
     }
 
+    /// The master's PID and its workers'.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(master) = self.child.as_ref().map(|c| c.id()) else { return Vec::new() };
+        let mut pids = crate::stack::children(master);
+        pids.push(master);
+        pids
+    }
+
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }

@@ -203,6 +203,41 @@ fn throughput_tables(out: &mut String, t: &ThroughputResult, r: &Results) {
     }
 }
 
+/// CPU time per request of each process at the highest concurrency, where throughput is
+/// decided by what the two cores spend per request.
+fn cpu_table(out: &mut String, t: &ThroughputResult, r: &Results) {
+    let Some(&c) = r.plan.connections.iter().max() else { return };
+    let _ = writeln!(out, "\n#### CPU time per request at {c} connections\n");
+    let _ = writeln!(
+        out,
+        "Read from `/proc/<pid>/task/*/schedstat` before and after each run, divided by the requests \
+         answered; medians of the rounds. kube-sim runs inside the bench process, so its column is that \
+         process's time. The load generator is not counted. Where the kubegate column's total exceeds \
+         nginx's, the two cores can answer fewer requests per second through kubegate.\n"
+    );
+    let _ = writeln!(out, "| payload | protocol | target | replica | nginx | kube-sim | NATS | total |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|");
+    let us = |x: f64| if x >= 0.05 { format!("{x:.1} µs") } else { String::new() };
+    for (label, _) in PAYLOADS {
+        for &proto in &r.plan.protos {
+            for target in TARGETS {
+                let Some(cell) = t.cell(target, label, proto, c) else { continue };
+                let x = &cell.cpu;
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} | {target} | {} | {} | {} | {} | **{:.1} µs** |",
+                    proto.as_str(),
+                    us(x.replica_us),
+                    us(x.nginx_us),
+                    us(x.kube_sim_us),
+                    us(x.nats_us),
+                    x.total_us()
+                );
+            }
+        }
+    }
+}
+
 /// The Markdown report.
 pub fn markdown(r: &Results) -> String {
     let mut out = String::new();
@@ -258,7 +293,10 @@ pub fn markdown(r: &Results) -> String {
         r.plan.load_duration.as_secs()
     );
     match &r.throughput {
-        Some(t) => throughput_tables(&mut out, t, r),
+        Some(t) => {
+            throughput_tables(&mut out, t, r);
+            cpu_table(&mut out, t, r);
+        }
         None => {
             let _ = writeln!(out, "\nNot measured in this run.");
         }

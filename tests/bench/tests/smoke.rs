@@ -21,6 +21,13 @@ async fn every_scenario_produces_numbers() {
     for cell in &t.cells {
         assert!(cell.rps > 0.0 && cell.p50_us > 0.0, "{cell:?}");
         assert_eq!(cell.bad_answers, 0, "every answer is a 200: {cell:?}");
+        // Every path ends at kube-sim; only its own path charges the replica or nginx.
+        assert!(cell.cpu.kube_sim_us > 0.0, "{cell:?}");
+        match cell.target.as_str() {
+            "kubegate" => assert!(cell.cpu.replica_us > 0.0 && cell.cpu.nats_us > 0.0, "{cell:?}"),
+            "nginx" => assert!(cell.cpu.nginx_us > 0.0, "{cell:?}"),
+            _ => {}
+        }
     }
     assert!(t.payload_bytes.iter().all(|(_, b)| *b > 1000), "{:?}", t.payload_bytes);
 
@@ -40,9 +47,14 @@ async fn every_scenario_produces_numbers() {
     assert!(a.replay_s > 0.0);
 
     let md = report::markdown(&results);
-    for heading in
-        ["## Targets", "## 1. Throughput", "## 4. Cold start", "## 8. Micro", "## What was changed"]
-    {
+    for heading in [
+        "## Targets",
+        "## 1. Throughput",
+        "#### CPU time per request",
+        "## 4. Cold start",
+        "## 8. Micro",
+        "## What was changed",
+    ] {
         assert!(md.contains(heading), "report lacks {heading}");
     }
     assert_eq!(report::verdicts(&results).len(), 8);

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::load::{LoadRun, Proto, Tools};
 use crate::nginx::{Nginx, NginxSite};
-use crate::stack::{BenchStack, NS_2K, NS_100K, SIM_ADMIN_TOKEN};
+use crate::stack::{BenchStack, NS_2K, NS_100K, SIM_ADMIN_TOKEN, cpu_ns};
 use crate::stats::median;
 use crate::{Plan, say};
 
@@ -33,6 +33,50 @@ pub struct Cell {
     pub runs: Vec<LoadRun>,
     /// Sum over runs of errors and non-2xx answers (must be 0 for the figure to count).
     pub bad_answers: u64,
+    /// CPU time per request of each process, medians over the runs.
+    pub cpu: CpuPerRequest,
+}
+
+/// Where the machine's CPU time went during a run, per request answered, in µs. kube-sim runs
+/// inside the bench process, so its figure is that process's time (the bench itself only waits
+/// for the load generator meanwhile). The load generator's own time is not counted.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuPerRequest {
+    pub replica_us: f64,
+    pub nginx_us: f64,
+    pub kube_sim_us: f64,
+    pub nats_us: f64,
+}
+
+impl CpuPerRequest {
+    pub fn total_us(&self) -> f64 {
+        self.replica_us + self.nginx_us + self.kube_sim_us + self.nats_us
+    }
+}
+
+/// The processes whose CPU time a run is charged with.
+struct Processes {
+    replica: Option<u32>,
+    nginx: Vec<u32>,
+    nats: Option<u32>,
+}
+
+impl Processes {
+    /// CPU time used so far (ns): replica, nginx, kube-sim (this process), NATS.
+    fn used(&self) -> [u64; 4] {
+        let one = |pid: Option<u32>| pid.and_then(cpu_ns).unwrap_or(0);
+        [
+            one(self.replica),
+            self.nginx.iter().filter_map(|&p| cpu_ns(p)).sum(),
+            one(Some(std::process::id())),
+            one(self.nats),
+        ]
+    }
+
+    fn per_request(before: [u64; 4], after: [u64; 4], requests: u64) -> CpuPerRequest {
+        let us = |i: usize| after[i].saturating_sub(before[i]) as f64 / 1000.0 / requests.max(1) as f64;
+        CpuPerRequest { replica_us: us(0), nginx_us: us(1), kube_sim_us: us(2), nats_us: us(3) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +119,8 @@ pub async fn run(
             key: &bench.server_key,
         },
     )?;
+    let processes =
+        Processes { replica: bench.proxy_pid(0), nginx: nginx.pids(), nats: bench.stack.nats.pid() };
     let kubegate_port = bench.stack.proxy_ports[0];
     let targets = [
         Target { name: "direct", base: sim.url(), authorization: format!("Bearer {SIM_ADMIN_TOKEN}") },
@@ -129,7 +175,7 @@ pub async fn run(
     }
 
     let url = |t: &Target, ns: &str| format!("{}/api/v1/namespaces/{ns}/pods", t.base);
-    let mut raw: Vec<(usize, usize, Proto, usize, LoadRun)> = Vec::new();
+    let mut raw: Vec<(usize, usize, Proto, usize, LoadRun, CpuPerRequest)> = Vec::new();
     if plan.warm_up {
         for t in &targets {
             for &proto in &plan.protos {
@@ -155,12 +201,14 @@ pub async fn run(
                         let tools = tools.clone();
                         let dir = work.to_path_buf();
                         let duration = plan.load_duration;
+                        let before = processes.used();
                         let r = tokio::task::spawn_blocking(move || {
                             tools.run(proto, &u, &a, connections, duration, &dir)
                         })
                         .await
                         .map_err(|e| e.to_string())?
                         .map_err(|e| format!("{} {label} {} c={connections}: {e}", t.name, proto.as_str()))?;
+                        let cpu = Processes::per_request(before, processes.used(), r.requests);
                         done += 1;
                         say(
                             start,
@@ -177,7 +225,7 @@ pub async fn run(
                                 r.p99_us
                             ),
                         );
-                        raw.push((ti, pi, proto, connections, r));
+                        raw.push((ti, pi, proto, connections, r, cpu));
                     }
                 }
             }
@@ -190,13 +238,22 @@ pub async fn run(
         for (pi, (label, _)) in PAYLOADS.iter().enumerate() {
             for &proto in &plan.protos {
                 for &connections in &plan.connections {
-                    let runs: Vec<LoadRun> = raw
+                    let mine: Vec<_> = raw
                         .iter()
                         .filter(|r| r.0 == ti && r.1 == pi && r.2 == proto && r.3 == connections)
-                        .map(|r| r.4)
                         .collect();
+                    let runs: Vec<LoadRun> = mine.iter().map(|r| r.4).collect();
                     let m = |f: fn(&LoadRun) -> f64| {
                         median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+                    };
+                    let c = |f: fn(&CpuPerRequest) -> f64| {
+                        median(&mine.iter().map(|r| f(&r.5)).collect::<Vec<_>>()).unwrap_or(0.0)
+                    };
+                    let cpu = CpuPerRequest {
+                        replica_us: c(|x| x.replica_us),
+                        nginx_us: c(|x| x.nginx_us),
+                        kube_sim_us: c(|x| x.kube_sim_us),
+                        nats_us: c(|x| x.nats_us),
                     };
                     cells.push(Cell {
                         target: t.name.to_string(),
@@ -209,6 +266,7 @@ pub async fn run(
                         p999_us: m(|r| r.p999_us),
                         bad_answers: runs.iter().map(|r| r.errors + r.non_2xx).sum(),
                         runs,
+                        cpu,
                     });
                 }
             }

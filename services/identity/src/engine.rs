@@ -96,7 +96,8 @@ impl Model for IdentityModel {
         let claims = Claims { sub: user_id.to_string(), name, jti, iat, exp, scope };
         let kid =
             outcome.signing_kid.clone().ok_or_else(|| ModelError::Key("no active signing key".into()))?;
-        let token = self.signer(&kid)?.mint(&claims).map_err(|e| ModelError::Key(e.to_string()))?;
+        let issued = DateTime::from_timestamp(iat, 0).unwrap_or_else(Utc::now);
+        let token = self.signer(&kid, issued)?.mint(&claims).map_err(|e| ModelError::Key(e.to_string()))?;
         outcome.token = Some(token);
         Ok(())
     }
@@ -104,17 +105,13 @@ impl Model for IdentityModel {
 
 impl IdentityModel {
     /// The signer of key `kid` (the one the decision chose), its seed unsealed once. Should a
-    /// command of the same batch have retired that key, the newest key still in force signs.
-    fn signer(&mut self, kid: &str) -> Result<&SigningKey, ModelError> {
-        let in_force = |k: &&crate::domain::state::SigningKeyRecord| !k.retired;
-        let record = match self.state.keys.iter().filter(in_force).find(|k| k.kid == kid) {
+    /// later command of the same batch have retired that key, the key active at `issued` signs.
+    fn signer(&mut self, kid: &str, issued: DateTime<Utc>) -> Result<&SigningKey, ModelError> {
+        let record = match self.state.keys.iter().find(|k| k.kid == kid && !k.retired) {
             Some(record) => record,
             None => self
                 .state
-                .keys
-                .iter()
-                .rev()
-                .find(in_force)
+                .active_key(issued)
                 .ok_or_else(|| ModelError::Key("no active signing key".into()))?,
         };
         let kid = record.kid.clone();

@@ -69,6 +69,32 @@ impl Feed {
     }
 }
 
+/// Checks (one a second) a consumer may go without delivering while the stream is ahead of it.
+const STALL_CHECKS: u32 = 5;
+
+/// Tells a consumer that has stopped delivering: for [`STALL_CHECKS`] checks in a row the stream
+/// held messages past the feed's position (`last >= next`; a domain stream holds only its feed's
+/// subjects) and the position did not move. Seen with a consumer created on an empty stream
+/// that never delivered what was published right after; a new consumer from the same position
+/// delivers it. A feed waiting for its reader does not check meanwhile, so it is never taken
+/// for stuck.
+#[derive(Debug, Default)]
+struct Stall {
+    /// The position the stream has been ahead of, and at how many checks in a row.
+    ahead_of: Option<(u64, u32)>,
+}
+
+impl Stall {
+    fn stuck(&mut self, next: u64, last: u64) -> bool {
+        self.ahead_of = match self.ahead_of {
+            _ if last < next => None,
+            Some((at, checks)) if at == next => Some((at, checks + 1)),
+            _ => Some((next, 1)),
+        };
+        self.ahead_of.is_some_and(|(_, checks)| checks >= STALL_CHECKS)
+    }
+}
+
 struct FeedTask {
     bus: Bus,
     stream: String,
@@ -156,6 +182,7 @@ impl FeedTask {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut state = self.bus.watch_state();
         state.mark_unchanged();
+        let mut stall = Stall::default();
         loop {
             tokio::select! {
                 changed = state.changed() => {
@@ -201,7 +228,17 @@ impl FeedTask {
                             let last = info.state.last_sequence;
                             return self.reset(FeedError::StreamReset { stream: self.stream.clone(), last, seen }).await;
                         }
-                        Ok(_) => {}
+                        Ok(info) => {
+                            if stall.stuck(self.next, info.state.last_sequence) {
+                                tracing::warn!(
+                                    stream = %self.stream,
+                                    next = self.next,
+                                    last = info.state.last_sequence,
+                                    "the event feed's consumer delivered nothing while the stream is ahead of it; starting a new one"
+                                );
+                                return Round::Retry;
+                            }
+                        }
                         Err(e) if e.to_string().contains("not found") => {
                             return self.reset(FeedError::StreamGone(self.stream.clone())).await;
                         }
@@ -220,5 +257,31 @@ impl FeedTask {
         // The consumer decides what to do (rebuild from scratch); this feed restarts from 1.
         self.next = 1;
         Round::Retry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{STALL_CHECKS, Stall};
+
+    #[test]
+    fn a_consumer_is_stuck_only_when_the_stream_stays_ahead_of_a_position_that_does_not_move() {
+        let stuck_after = |stall: &mut Stall, next, last| {
+            (1..=STALL_CHECKS).map(|_| stall.stuck(next, last)).collect::<Vec<_>>()
+        };
+        let mut once = vec![false; STALL_CHECKS as usize - 1];
+        once.push(true);
+
+        let mut stall = Stall::default();
+        assert!(!stall.stuck(1, 0) && !stall.stuck(1, 0), "an empty stream: nothing to deliver");
+        assert_eq!(stuck_after(&mut stall, 1, 2), once, "the stream stayed ahead of position 1");
+
+        let mut stall = Stall::default();
+        assert!(!stall.stuck(1, 500));
+        for next in [200, 300, 400, 500] {
+            assert!(!stall.stuck(next, 900), "delivering, however far behind");
+        }
+        assert!(!stall.stuck(901, 900), "caught up");
+        assert_eq!(stuck_after(&mut stall, 901, 905), once, "ahead again: the count starts over");
     }
 }

@@ -55,13 +55,10 @@ pub async fn rotate(
         Command::AddSigningKey { kid, .. } => kid.clone(),
         _ => String::new(),
     };
-    state.engine.execute(command, origin(&session, correlation)).await?;
-    // It signs once verifiers have had time to learn it (while older keys stay in force).
-    let added = {
-        let kid = kid.clone();
-        state.engine.read(move |s| s.keys.iter().find(|k| k.kid == kid).map(|k| k.added_at)).await?
-    };
-    let signs_from = added.map(|at| at + crate::domain::state::KEY_WARM_UP);
+    let executed = state.engine.execute(command, origin(&session, correlation)).await?;
+    // It signs once verifiers have had time to learn it (while older keys stay in force); the
+    // stored event's time is the key's `added_at`.
+    let signs_from = executed.stored.first().map(|e| e.occurred_at + crate::domain::state::KEY_WARM_UP);
     Ok(Json(serde_json::json!({ "kid": kid, "signsFrom": signs_from })))
 }
 

@@ -376,10 +376,12 @@ pub fn markdown(r: &Results) -> String {
                 out,
                 "A replica starts against streams holding {} identity events ({} users, a signing key, {} issued \
                  tokens, {} revocations still in force) and {} environment events ({} environments with sealed \
-                 credentials, and their access policies): {:.0} MiB in JetStream. The identity service ran against \
-                 that history first, as in a deployment, and wrote its directory snapshot ({:.1} MiB in \
-                 `KUBEGATE_SNAPSHOTS`, {:.1} s after it started; then it was stopped): a replica loads it and \
-                 follows the identity stream from the snapshot's message. Time from process start until `/readyz` \
+                 credentials, their access policies, and the `KubeconfigDownloaded` the kubeconfig service records \
+                 with each download that made one of those tokens): {:.0} MiB in JetStream. The identity service \
+                 ran against that history first, as in a deployment, and wrote its directory snapshot ({:.1} MiB \
+                 in `KUBEGATE_SNAPSHOTS`, {:.1} s after it started; then it was stopped): a replica loads it and \
+                 follows the identity stream from the snapshot's message. The environments stream has no snapshot: \
+                 a replica reads it whole, skipping the downloads. Time from process start until `/readyz` \
                  answers 200 (the readiness gate is re-evaluated every 100 ms), resident memory then (VmRSS) and \
                  at its peak (VmHWM); median of {} starts, then as many with snapshots turned off \
                  (`KUBEGATE_CACHE_SNAPSHOTS=false`: the whole identity stream replayed).\n",

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cache;
 
+/// The environment event type the cache ignores, and most of a long environments log.
+pub(super) const DOWNLOADED: &str = "KubeconfigDownloaded";
 /// How long a gap in a producer's positions may stay open before the cache stops trusting itself.
 pub const GAP_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a starting replica waits for the bus and for the snapshot before it replays the
@@ -272,6 +274,8 @@ fn apply(cache: &Cache, identity: bool, raw: &RawEnvelope) {
                 metrics::counter!("kubegate_proxy_cache_undecodable_total").increment(1);
             }
         }
+    } else if raw.event_type == DOWNLOADED {
+        // Every download is in the log and the cache keeps nothing of it: not decoded.
     } else {
         match raw.decode::<EnvironmentEvent>() {
             Ok(env) => cache.apply_environment(&env.event),

@@ -173,6 +173,26 @@ fn the_event_types_skipped_when_following_are_identity_types_the_cache_ignores()
 }
 
 #[test]
+fn the_environment_type_skipped_when_following_is_the_download_the_cache_ignores() {
+    use kubegate_events::DomainEvent;
+    let downloaded = EnvironmentEvent::KubeconfigDownloaded(KubeconfigDownloaded {
+        user_id: 7,
+        username: "alice".into(),
+        environment_ids: vec![1],
+        token_id: "t-1".into(),
+        expires_at: None,
+        client_address: "127.0.0.1".into(),
+    });
+    assert_eq!(downloaded.event_type(), super::follow::DOWNLOADED);
+    // Applying it changes nothing a request could see: the environment stays as it was.
+    let (cache, _) = cache_with_user();
+    register_prod(&cache);
+    let before = cache.environment(1).unwrap();
+    cache.apply_environment(&downloaded);
+    assert!(Arc::ptr_eq(&before, &cache.environment(1).unwrap()));
+}
+
+#[test]
 fn a_stream_registered_after_its_token_was_revoked_is_closed_at_once() {
     let (cache, _) = cache_with_user();
     register_prod(&cache);

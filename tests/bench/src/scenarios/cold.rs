@@ -2,8 +2,9 @@
 //!
 //! Cold start: a synthetic history is published straight into `KUBEGATE_IDENTITY` (users, a
 //! signing key, issued and revoked kubeconfig tokens) and `KUBEGATE_ENVIRONMENTS` (environments
-//! with credentials sealed to a fleet key, and their access policies), positions 1, 2, 3, … per
-//! stream as the services' outboxes write them. The identity service then runs against it, as
+//! with credentials sealed to a fleet key, their access policies, and one `KubeconfigDownloaded`
+//! per issued token, since every token comes from a download the kubeconfig service records),
+//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity service then runs against it, as
 //! in a deployment, and writes its directory snapshot. Then proxy replicas start, one at a time;
 //! measured: time from process start until `/readyz` answers 200, and resident memory then
 //! (VmRSS) and at its peak (VmHWM). The same again with snapshots turned off (the whole identity
@@ -19,7 +20,8 @@ use kubegate_bus::{Bus, Encoded, NatsConfig, Outgoing, StreamDef};
 use kubegate_events::access::EnvironmentRole;
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
-    AccessPolicySet, CredentialKind, EnvironmentEvent, EnvironmentRegistered, PolicyEntry, SealedCredential,
+    AccessPolicySet, CredentialKind, EnvironmentEvent, EnvironmentRegistered, KubeconfigDownloaded,
+    PolicyEntry, SealedCredential,
 };
 use kubegate_events::identity::{
     GlobalRole, IdentityEvent, KubeconfigTokenIssued, KubeconfigTokenRevoked, SigningKeyAdded, UserCreated,
@@ -205,11 +207,17 @@ impl History {
     }
 
     fn environments_len(&self) -> u64 {
-        2 * self.plan.environments as u64
+        2 * self.plan.environments as u64 + self.plan.tokens as u64
     }
 
-    /// Position p of the environments log: each environment, then its policy.
+    /// Position p of the environments log: each environment, then its policy; then a
+    /// `KubeconfigDownloaded` for every issued token, as the kubeconfig service records one with
+    /// each download that made a token.
     fn environment(&self, p: u64) -> (&'static str, RawEnvelope) {
+        let setup = 2 * self.plan.environments as u64;
+        if p > setup {
+            return self.download(p, p - setup - 1);
+        }
         let actor = Actor::User { id: 1, name: "user-00001".into() };
         let id = (p - 1) / 2 + 1;
         let users = self.plan.users as u64;
@@ -250,6 +258,28 @@ impl History {
                 }),
             )
         }
+    }
+}
+
+impl History {
+    /// Position p of the environments log: the download that made token `i`.
+    fn download(&self, p: u64, i: u64) -> (&'static str, RawEnvelope) {
+        let user = 1 + i % self.plan.users.max(1) as u64;
+        let name = format!("user-{user:05}");
+        raw(
+            "downloads".into(),
+            i + 1,
+            p,
+            &Actor::User { id: user, name: name.clone() },
+            EnvironmentEvent::KubeconfigDownloaded(KubeconfigDownloaded {
+                user_id: user,
+                username: name,
+                environment_ids: vec![1 + i % self.plan.environments.max(1) as u64],
+                token_id: token_id(i),
+                expires_at: Some(Utc::now() + chrono::Duration::days(30)),
+                client_address: format!("10.2.{}.{}", i % 250, user % 250 + 1),
+            }),
+        )
     }
 }
 

@@ -4,11 +4,11 @@
 //! signing key, issued and revoked kubeconfig tokens) and `KUBEGATE_ENVIRONMENTS` (environments
 //! with credentials sealed to a fleet key, their access policies, and one `KubeconfigDownloaded`
 //! per issued token, since every token comes from a download the kubeconfig service records),
-//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity service then runs against it, as
-//! in a deployment, and writes its directory snapshot. Then proxy replicas start, one at a time;
-//! measured: time from process start until `/readyz` answers 200, and resident memory then
-//! (VmRSS) and at its peak (VmHWM). The same again with snapshots turned off (the whole identity
-//! stream replayed), for comparison.
+//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity service
+//! then runs against it, as in a deployment, and writes its directory snapshot. Then proxy
+//! replicas start, one at a time; measured: time from process start until `/readyz` answers
+//! 200, and resident memory then (VmRSS) and at its peak (VmHWM). The same again with snapshots
+//! turned off (the whole identity stream replayed), for comparison.
 //!
 //! Audit replay: `RequestAudited` records published to `KUBEGATE_AUDIT`, then replayed to JSON
 //! lines by the `kubegate audit` command, as an operator runs it.
@@ -259,9 +259,7 @@ impl History {
             )
         }
     }
-}
 
-impl History {
     /// Position p of the environments log: the download that made token `i`.
     fn download(&self, p: u64, i: u64) -> (&'static str, RawEnvelope) {
         let user = 1 + i % self.plan.users.max(1) as u64;

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use kubegate_config::{NatsArgs, Secret, ServerTlsArgs, TelemetryArgs, TrustedProxyArgs, parse_duration};
+use kubegate_config::{
+    NatsArgs, Secret, ServerTlsArgs, SnapshotArgs, TelemetryArgs, TrustedProxyArgs, parse_duration,
+};
 
 /// kubegate identity service: users, teams, settings, signing keys and tokens.
 #[derive(Parser, Debug, Clone)]
@@ -46,17 +48,11 @@ pub struct Config {
     /// Length of the sign-in throttle window.
     #[arg(long = "signin-throttle-window", env = "KUBEGATE_SIGNIN_THROTTLE_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub signin_throttle_window: Duration,
-    /// Write a directory snapshot (what proxy replicas know of users, keys and revocations) to
-    /// KUBEGATE_SNAPSHOTS after this many identity events, so a joining replica replays only the
-    /// events after it; 0 writes none.
-    #[arg(long = "snapshot-every", env = "KUBEGATE_SNAPSHOT_EVERY", default_value_t = 10_000)]
-    pub snapshot_every: u64,
-    /// Write a snapshot this long after the last one when events arrived since.
-    #[arg(long = "snapshot-max-age", env = "KUBEGATE_SNAPSHOT_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
-    pub snapshot_max_age: Duration,
     /// How long to wait for PostgreSQL at start.
     #[arg(long = "database-wait", env = "KUBEGATE_DATABASE_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub database_wait: Duration,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]

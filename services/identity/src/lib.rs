@@ -95,15 +95,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
     tasks.spawn(rpc::serve(bus.clone(), engine.clone(), shutdown.clone()));
-    let snapshots = kubegate_directory::writer::WriterConfig {
-        every: config.snapshot_every,
-        max_age: config.snapshot_max_age,
-        ..Default::default()
-    };
     let leads = relay.status.clone();
-    tasks.spawn(kubegate_directory::writer::run(
+    tasks.spawn(kubegate_directory::writer::run::<kubegate_directory::Directory>(
         bus.clone(),
-        snapshots,
+        (&config.snapshots).into(),
         move || leads.borrow().leader,
         shutdown.clone(),
     ));

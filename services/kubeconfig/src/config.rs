@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use kubegate_config::{NatsArgs, Secret, ServerTlsArgs, TelemetryArgs, TrustedProxyArgs, parse_duration};
+use kubegate_config::{
+    NatsArgs, Secret, ServerTlsArgs, SnapshotArgs, TelemetryArgs, TrustedProxyArgs, parse_duration,
+};
 
 /// kubegate kubeconfig service: environments, access policies and the kubeconfig download.
 #[derive(Parser, Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct Config {
     /// How long to wait for PostgreSQL at start.
     #[arg(long = "database-wait", env = "KUBEGATE_DATABASE_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub database_wait: Duration,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]

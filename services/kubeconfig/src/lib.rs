@@ -65,6 +65,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let _ = state_of.set(engine.clone());
     let relay_stop = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone(), &stream.name).spawn(relay_stop.clone());
+    // Every download is an event of this stream, so it grows long: the instance whose relay
+    // leads writes the snapshot replicas start from.
+    let leads = relay.status.clone();
+    tasks.spawn(kubegate_directory::writer::run::<kubegate_directory::environments::EnvironmentLog>(
+        bus.clone(),
+        (&config.snapshots).into(),
+        move || leads.borrow().leader,
+        shutdown.clone(),
+    ));
 
     let state = http::AppState {
         engine,

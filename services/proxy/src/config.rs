@@ -55,8 +55,8 @@ pub struct Config {
     /// Unset: keep serving from what the replica knows.
     #[arg(long = "max-staleness", env = "KUBEGATE_MAX_STALENESS", value_parser = parse_duration)]
     pub max_staleness: Option<Duration>,
-    /// Start from the identity service's latest directory snapshot (in KUBEGATE_SNAPSHOTS) and
-    /// replay only the identity events after it; `false` replays the whole identity stream.
+    /// Start from the latest snapshots in KUBEGATE_SNAPSHOTS (identity's directory, kubeconfig's
+    /// environments) and replay only the events after them; `false` replays both streams whole.
     #[arg(long = "cache-snapshots", env = "KUBEGATE_CACHE_SNAPSHOTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub cache_snapshots: bool,
     /// Simultaneous client connections.

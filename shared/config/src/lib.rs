@@ -156,6 +156,19 @@ impl ServerTlsArgs {
     }
 }
 
+/// How often the owner of a long stream writes the snapshot replicas start from (identity: what
+/// they know of users, keys and revocations; kubeconfig: the environments and their policies).
+#[derive(Args, Debug, Clone)]
+pub struct SnapshotArgs {
+    /// Write a snapshot to KUBEGATE_SNAPSHOTS after this many events of the service's stream, so
+    /// a joining replica replays only the events after it; 0 writes none.
+    #[arg(long = "snapshot-every", env = "KUBEGATE_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub every: u64,
+    /// Write a snapshot this long after the last one when events arrived since.
+    #[arg(long = "snapshot-max-age", env = "KUBEGATE_SNAPSHOT_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub max_age: Duration,
+}
+
 /// Addresses allowed to speak for a client (`X-Forwarded-For`, `X-Forwarded-Proto`).
 #[derive(Args, Debug, Clone)]
 pub struct TrustedProxyArgs {

@@ -3,8 +3,10 @@
 //! (concurrent maps for what changes often, an atomically swapped key set); one task writes.
 //!
 //! The same fold runs in the identity service, which writes [`snapshot`]s of it so a replica
-//! joining a long log loads the state and replays only the tail (see [`writer`]).
+//! joining a long log loads the state and replays only the tail (see [`writer`]). The kubeconfig
+//! service does the same for `KUBEGATE_ENVIRONMENTS` with the [`environments`] log.
 
+pub mod environments;
 pub mod snapshot;
 pub mod writer;
 

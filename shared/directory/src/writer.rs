@@ -1,20 +1,88 @@
-//! The snapshot writer, run by the identity service (the owner of `KUBEGATE_IDENTITY`; proxy
-//! replicas may only read): follows the stream with the same fold the replicas run, and writes
-//! a snapshot once it has caught up, whenever `every` more messages have arrived since the last
-//! one, and when the last one is older than `max_age` and the stream has moved on. It starts
-//! from its latest snapshot as replicas do (checked the same way), else from the first message.
+//! The snapshot writer, run by the owner of a stream (identity for `KUBEGATE_IDENTITY`,
+//! kubeconfig for `KUBEGATE_ENVIRONMENTS`; proxy replicas may only read): follows the stream
+//! with the fold the replicas run, and writes a snapshot once it has caught up, whenever `every`
+//! more messages have arrived since the last one, and when the last one is older than `max_age`
+//! and the stream has moved on. It starts from its latest snapshot as replicas do (checked the
+//! same way), else from the first message.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
+use kubegate_events::environments::EnvironmentEvent;
 use kubegate_events::identity::IdentityEvent;
 use kubegate_events::{DomainEvent, RawEnvelope};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::Directory;
-use crate::snapshot::{self, Mark, Resume, Snapshot};
+use crate::environments::EnvironmentLog;
+use crate::snapshot::{self, Folded, Mark, Resume, Snapshot};
+use crate::{Directory, State};
+
+/// A fold the writer keeps and snapshots.
+pub trait Fold: Send + 'static {
+    type State: Folded + Send + Sync;
+    /// The subjects of the stream it folds.
+    fn filter() -> String;
+    fn empty() -> Self;
+    /// Applies one event, in position order.
+    fn apply(&mut self, event: &RawEnvelope);
+    /// What a snapshot written now holds.
+    fn state(&mut self) -> Self::State;
+    fn restore(&mut self, state: Self::State) -> Result<(), String>;
+}
+
+impl Fold for Directory {
+    type State = State;
+
+    fn filter() -> String {
+        IdentityEvent::subject_filter()
+    }
+
+    fn empty() -> Directory {
+        Directory::new()
+    }
+
+    fn apply(&mut self, event: &RawEnvelope) {
+        if let Err(error) = self.apply_raw(event, Utc::now().timestamp()) {
+            tracing::error!(position = event.position, %error, "cannot decode identity event");
+        }
+    }
+
+    fn state(&mut self) -> State {
+        self.prune_revocations(Utc::now().timestamp());
+        Directory::state(self)
+    }
+
+    fn restore(&mut self, state: State) -> Result<(), String> {
+        Directory::restore(self, state)
+    }
+}
+
+impl Fold for EnvironmentLog {
+    type State = EnvironmentLog;
+
+    fn filter() -> String {
+        EnvironmentEvent::subject_filter()
+    }
+
+    fn empty() -> EnvironmentLog {
+        EnvironmentLog::default()
+    }
+
+    fn apply(&mut self, event: &RawEnvelope) {
+        EnvironmentLog::apply(self, event);
+    }
+
+    fn state(&mut self) -> EnvironmentLog {
+        self.clone()
+    }
+
+    fn restore(&mut self, state: EnvironmentLog) -> Result<(), String> {
+        *self = state;
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -26,6 +94,12 @@ pub struct WriterConfig {
     pub check: Duration,
 }
 
+impl From<&kubegate_config::SnapshotArgs> for WriterConfig {
+    fn from(args: &kubegate_config::SnapshotArgs) -> WriterConfig {
+        WriterConfig { every: args.every, max_age: args.max_age, ..WriterConfig::default() }
+    }
+}
+
 impl Default for WriterConfig {
     fn default() -> WriterConfig {
         WriterConfig { every: 10_000, max_age: Duration::from_secs(3600), check: Duration::from_secs(10) }
@@ -33,17 +107,17 @@ impl Default for WriterConfig {
 }
 
 /// What the writer follows, reset together when the stream is.
-struct Fold {
-    directory: Directory,
+struct Follower<F> {
+    fold: F,
     sequencer: Sequencer<RawEnvelope>,
     /// The last message delivered and its envelope id (none after an undecodable one).
     last: Option<(u64, Uuid)>,
     caught_up: bool,
 }
 
-impl Fold {
-    fn new() -> Fold {
-        Fold { directory: Directory::new(), sequencer: Sequencer::new(0), last: None, caught_up: false }
+impl<F: Fold> Follower<F> {
+    fn new() -> Follower<F> {
+        Follower { fold: F::empty(), sequencer: Sequencer::new(0), last: None, caught_up: false }
     }
 }
 
@@ -57,10 +131,10 @@ enum Step {
     Restart,
 }
 
-/// Runs until `shutdown`. Writes only while `active()` says so (one writer among the identity
-/// instances: the one whose outbox relay leads); the others follow the stream all the same, so
-/// whichever takes over has its fold ready.
-pub async fn run(
+/// Runs until `shutdown`, folding `F`'s stream. Writes only while `active()` says so (one
+/// writer among the owner's instances: the one whose outbox relay leads); the others follow the
+/// stream all the same, so whichever takes over has its fold ready.
+pub async fn run<F: Fold>(
     bus: Bus,
     config: WriterConfig,
     active: impl Fn() -> bool + Send + 'static,
@@ -81,7 +155,8 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
-    let mut written: Option<(u64, Instant)> = match snapshot::latest_mark(&bus).await {
+    let source = <F::State as Folded>::SOURCE;
+    let mut written: Option<(u64, Instant)> = match snapshot::latest_mark_of::<F::State>(&bus).await {
         Ok(Some(mark)) => {
             let age = (Utc::now() - mark.written_at).to_std().unwrap_or_default();
             Some((mark.stream_sequence, Instant::now().checked_sub(age).unwrap_or_else(Instant::now)))
@@ -92,14 +167,14 @@ pub async fn run(
             None
         }
     };
-    let written_gauge = metrics::gauge!("kubegate_directory_snapshot_sequence");
-    let mut fold = Fold::new();
+    let written_gauge = metrics::gauge!("kubegate_directory_snapshot_sequence", "stream" => source);
+    let mut fold = Follower::<F>::new();
     let (start, mut resume) = match resume_from_latest(&bus, &mut fold).await {
         Some((r, sequence)) => (sequence, Some(r)),
         None => (1, None),
     };
-    let follow_from =
-        |start| Feed::follow(bus.clone(), IdentityEvent::STREAM, &IdentityEvent::subject_filter(), start);
+    let filter = F::filter();
+    let follow_from = |start| Feed::follow(bus.clone(), source, &filter, start);
     let mut feed = follow_from(start);
     let mut tick = tokio::time::interval(config.check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,7 +185,7 @@ pub async fn run(
                 let Some(item) = item else { return };
                 let step = match resume.take().map(|r| r.check(&item)) {
                     Some(Err(why)) => {
-                        tracing::warn!(why, "the latest snapshot does not match the identity stream; folding it from the start");
+                        tracing::warn!(why, stream = source, "the latest snapshot does not match the stream; folding it from the start");
                         Step::Restart
                     }
                     _ => follow(&mut fold, item),
@@ -120,7 +195,7 @@ pub async fn run(
                     Step::Reset => written = None,
                     Step::Restart => {
                         feed = follow_from(1);
-                        fold = Fold::new();
+                        fold = Follower::new();
                         written = None;
                         continue;
                     }
@@ -129,31 +204,31 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let Some(due) = due(&fold, written, &config).filter(|_| active()) else { continue };
-        let now = Utc::now();
-        fold.directory.prune_revocations(now.timestamp());
         let mark = Mark {
             stream_sequence: due.0,
             event_id: due.1,
             position: fold.sequencer.last(),
-            written_at: now,
+            written_at: Utc::now(),
         };
-        let snapshot = Snapshot::new(mark, fold.directory.state());
+        let snapshot = Snapshot::new(mark, fold.fold.state());
         let started = Instant::now();
         match snapshot::write(&bus, &snapshot).await {
             Ok(()) => {
                 tracing::info!(
+                    stream = source,
                     stream_sequence = due.0,
                     position = snapshot.mark.position,
-                    users = snapshot.state.users.len(),
-                    revoked = snapshot.state.revoked.len(),
                     took_ms = started.elapsed().as_millis() as u64,
-                    "directory snapshot written"
+                    "snapshot written"
                 );
                 written = Some((due.0, Instant::now()));
                 written_gauge.set(due.0 as f64);
-                metrics::counter!("kubegate_directory_snapshots_written_total").increment(1);
+                metrics::counter!("kubegate_directory_snapshots_written_total", "stream" => source)
+                    .increment(1);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot write a directory snapshot; trying again later"),
+            Err(e) => {
+                tracing::warn!(error = %e, stream = source, "cannot write a snapshot; trying again later")
+            }
         }
     }
 }
@@ -161,20 +236,22 @@ pub async fn run(
 /// Loads the latest snapshot into `fold` (whose sequencer then stands at its position): how to
 /// check the feed's first item, and the stream sequence to start the feed at. `None` (and an
 /// untouched fold) when there is none or it cannot be used.
-async fn resume_from_latest(bus: &Bus, fold: &mut Fold) -> Option<(Resume, u64)> {
-    let snapshot = match snapshot::load(bus).await {
+async fn resume_from_latest<F: Fold>(bus: &Bus, fold: &mut Follower<F>) -> Option<(Resume, u64)> {
+    let stream = <F::State as Folded>::SOURCE;
+    let snapshot = match snapshot::load_of::<F::State>(bus).await {
         Ok(s) => s?,
         Err(error) => {
-            tracing::warn!(%error, "cannot load the latest snapshot; folding the identity stream from the start");
+            tracing::warn!(%error, stream, "cannot load the latest snapshot; folding the stream from the start");
             return None;
         }
     };
-    if let Err(error) = fold.directory.restore(snapshot.state) {
-        tracing::warn!(%error, "the latest snapshot cannot be used; folding the identity stream from the start");
+    if let Err(error) = fold.fold.restore(snapshot.state) {
+        tracing::warn!(%error, stream, "the latest snapshot cannot be used; folding the stream from the start");
         return None;
     }
     fold.sequencer = Sequencer::new(snapshot.mark.position);
     tracing::info!(
+        stream,
         stream_sequence = snapshot.mark.stream_sequence,
         "snapshot writer resumes from the latest snapshot"
     );
@@ -182,17 +259,14 @@ async fn resume_from_latest(bus: &Bus, fold: &mut Fold) -> Option<(Resume, u64)>
 }
 
 /// Applies one feed item.
-fn follow(fold: &mut Fold, item: FeedItem) -> Step {
+fn follow<F: Fold>(fold: &mut Follower<F>, item: FeedItem) -> Step {
     match item {
         FeedItem::Event { stream_sequence, envelope } => {
             let id = envelope.id;
             match fold.sequencer.offer(envelope.position, envelope, Instant::now()) {
                 Offer::Ready(events) => {
-                    let now = Utc::now().timestamp();
                     for e in events {
-                        if let Err(error) = fold.directory.apply_raw(&e, now) {
-                            tracing::error!(position = e.position, %error, "cannot decode identity event");
-                        }
+                        fold.fold.apply(&e);
                     }
                 }
                 Offer::Duplicate | Offer::Held { .. } => {}
@@ -203,8 +277,8 @@ fn follow(fold: &mut Fold, item: FeedItem) -> Step {
         FeedItem::Undecodable { .. } => fold.last = None,
         FeedItem::CaughtUp { .. } => fold.caught_up = true,
         FeedItem::Reset(error) => {
-            tracing::warn!(%error, "identity stream reset; folding it again from the start");
-            *fold = Fold::new();
+            tracing::warn!(%error, "stream reset; folding it again from the start");
+            *fold = Follower::new();
             return Step::Reset;
         }
     }
@@ -212,7 +286,7 @@ fn follow(fold: &mut Fold, item: FeedItem) -> Step {
 }
 
 /// The message a snapshot would stand at, when one is due.
-fn due(fold: &Fold, written: Option<(u64, Instant)>, config: &WriterConfig) -> Option<(u64, Uuid)> {
+fn due<F>(fold: &Follower<F>, written: Option<(u64, Instant)>, config: &WriterConfig) -> Option<(u64, Uuid)> {
     let (seq, id) = fold.last?;
     if !fold.caught_up || fold.sequencer.held() > 0 {
         return None;

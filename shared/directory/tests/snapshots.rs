@@ -96,7 +96,7 @@ async fn the_writer_snapshots_the_fold_and_a_reader_loads_it() {
     let stop = CancellationToken::new();
     let config =
         WriterConfig { every: 25, max_age: Duration::from_secs(3600), check: Duration::from_millis(50) };
-    let task = tokio::spawn(writer::run(bus.clone(), config, || true, stop.clone()));
+    let task = tokio::spawn(writer::run::<Directory>(bus.clone(), config, || true, stop.clone()));
     let mark = wait_for_mark(&bus, 40).await;
     assert_eq!((mark.position, mark.event_id), (40, events[39].id));
     let loaded = snapshot::load(&bus).await.unwrap().expect("a snapshot");
@@ -190,7 +190,7 @@ async fn after_the_stream_is_replaced_the_writer_snapshots_the_new_history() {
     let stop = CancellationToken::new();
     let config =
         WriterConfig { every: 10, max_age: Duration::from_secs(3600), check: Duration::from_millis(50) };
-    let task = tokio::spawn(writer::run(bus.clone(), config, || true, stop.clone()));
+    let task = tokio::spawn(writer::run::<Directory>(bus.clone(), config, || true, stop.clone()));
     let old = wait_for_mark(&bus, 30).await;
 
     // Deleted and recreated with a shorter history of other events (a restore from elsewhere).
@@ -214,7 +214,7 @@ async fn a_restarted_writer_resumes_from_its_snapshot_unless_it_is_of_another_hi
         WriterConfig { every: 10, max_age: Duration::from_secs(3600), check: Duration::from_millis(50) };
     let run_writer = || {
         let stop = CancellationToken::new();
-        (stop.clone(), tokio::spawn(writer::run(bus.clone(), config.clone(), || true, stop)))
+        (stop.clone(), tokio::spawn(writer::run::<Directory>(bus.clone(), config.clone(), || true, stop)))
     };
     let (stop, task) = run_writer();
     wait_for_mark(&bus, 20).await;
@@ -255,7 +255,7 @@ async fn only_an_active_writer_writes() {
     let stop = CancellationToken::new();
     let config =
         WriterConfig { every: 10, max_age: Duration::from_secs(3600), check: Duration::from_millis(50) };
-    let task = tokio::spawn(writer::run(
+    let task = tokio::spawn(writer::run::<Directory>(
         bus.clone(),
         config,
         move || flag.load(std::sync::atomic::Ordering::Relaxed),

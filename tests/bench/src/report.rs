@@ -113,7 +113,7 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
         measured: cold
             .map(|c| {
                 format!(
-                    "{:.2} s from the identity service's snapshot (whole stream: {:.2} s), {:.0} MiB resident (peak {:.0} MiB)",
+                    "{:.2} s from the snapshots (whole streams: {:.2} s), {:.0} MiB resident (peak {:.0} MiB)",
                     c.ready_s, c.full_replay_ready_s, c.rss_mib, c.peak_rss_mib
                 )
             })
@@ -377,14 +377,14 @@ pub fn markdown(r: &Results) -> String {
                 "A replica starts against streams holding {} identity events ({} users, a signing key, {} issued \
                  tokens, {} revocations still in force) and {} environment events ({} environments with sealed \
                  credentials, their access policies, and the `KubeconfigDownloaded` the kubeconfig service records \
-                 with each download that made one of those tokens): {:.0} MiB in JetStream. The identity service \
-                 ran against that history first, as in a deployment, and wrote its directory snapshot ({:.1} MiB \
-                 in `KUBEGATE_SNAPSHOTS`, {:.1} s after it started; then it was stopped): a replica loads it and \
-                 follows the identity stream from the snapshot's message. The environments stream has no snapshot: \
-                 a replica reads it whole, skipping the downloads. Time from process start until `/readyz` \
-                 answers 200 (the readiness gate is re-evaluated every 100 ms), resident memory then (VmRSS) and \
-                 at its peak (VmHWM); median of {} starts, then as many with snapshots turned off \
-                 (`KUBEGATE_CACHE_SNAPSHOTS=false`: the whole identity stream replayed).\n",
+                 with each download that made one of those tokens): {:.0} MiB in JetStream. The identity and \
+                 kubeconfig services ran against that history first, as in a deployment, and wrote their \
+                 snapshots, identity's directory and kubeconfig's environments ({:.1} MiB in `KUBEGATE_SNAPSHOTS`, \
+                 {:.1} s after they started; then they were stopped): a replica loads both and follows each stream \
+                 from its snapshot's message. Time from process start until `/readyz` answers 200 (the readiness \
+                 gate is re-evaluated every 100 ms), resident memory then (VmRSS) and at its peak (VmHWM); median \
+                 of {} starts, then as many with snapshots turned off (`KUBEGATE_CACHE_SNAPSHOTS=false`: both \
+                 streams replayed whole).\n",
                 c.identity_events,
                 c.history.users,
                 c.history.tokens,

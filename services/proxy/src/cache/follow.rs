@@ -2,17 +2,19 @@
 //! their first message, applies each producer's events exactly once and in position order,
 //! says when both are caught up, and fails closed when a stream is reset or a gap stays open.
 //!
-//! The identity stream is long (every issued token is in it), so a replica first loads the
-//! identity service's latest directory snapshot, when there is one, and follows the stream
-//! from the snapshot's message on. That message must be the first one it receives, with the
-//! snapshot's envelope id; otherwise the snapshot is not of this stream's history and the
-//! replica starts again from nothing and the first message.
+//! Both streams grow long (every issued token is in the identity stream, every download in the
+//! environments stream), so a replica first loads the latest snapshot of each, when there is
+//! one (identity's directory snapshot, kubeconfig's environments snapshot), and follows the
+//! stream from the snapshot's message on. That message must be the first one it receives, with
+//! the snapshot's envelope id; otherwise the snapshot is not of this stream's history and the
+//! replica starts that stream again from nothing and the first message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
-use kubegate_directory::snapshot::{self, Mark, Resume};
+use kubegate_directory::environments::{DOWNLOADED, EnvironmentLog};
+use kubegate_directory::snapshot::{self, Folded, Mark, Resume, Snapshot};
 use kubegate_events::environments::EnvironmentEvent;
 use kubegate_events::identity::IdentityEvent;
 use kubegate_events::{DomainEvent, RawEnvelope};
@@ -20,12 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cache;
 
-/// The environment event type the cache ignores, and most of a long environments log.
-pub(super) const DOWNLOADED: &str = "KubeconfigDownloaded";
 /// How long a gap in a producer's positions may stay open before the cache stops trusting itself.
 pub const GAP_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a starting replica waits for the bus and for the snapshot before it replays the
-/// identity stream from its start instead.
+/// How long a starting replica waits for the bus and for a snapshot before it replays the
+/// stream from its start instead.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 
 struct Source {
@@ -78,7 +78,11 @@ impl Source {
         );
         metrics::counter!("kubegate_proxy_cache_snapshots_refused_total").increment(1);
         self.expect = None;
-        cache.clear_identity();
+        if self.identity {
+            cache.clear_identity();
+        } else {
+            cache.clear_environments();
+        }
         self.sequencer = Sequencer::new(0);
         self.must_reach = None;
         self.feed_caught_up = false;
@@ -103,18 +107,18 @@ impl Source {
     }
 }
 
-/// Runs until `shutdown`; with `snapshots`, starts the identity part from the latest snapshot.
+/// Runs until `shutdown`; with `snapshots`, starts each stream from its latest snapshot.
 pub async fn run(cache: Arc<Cache>, bus: Bus, snapshots: bool, shutdown: CancellationToken) {
-    let mut environments = Source::new(&bus, false, None);
-    let restored = if snapshots {
+    let (identity_mark, environments_mark) = if snapshots {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            mark = restore(&cache, &bus) => mark,
+            marks = async { tokio::join!(restore_identity(&cache, &bus), restore_environments(&cache, &bus)) } => marks,
         }
     } else {
-        None
+        (None, None)
     };
-    let mut identity = Source::new(&bus, true, restored.as_ref());
+    let mut environments = Source::new(&bus, false, environments_mark.as_ref());
+    let mut identity = Source::new(&bus, true, identity_mark.as_ref());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -144,31 +148,58 @@ pub async fn run(cache: Arc<Cache>, bus: Bus, snapshots: bool, shutdown: Cancell
     }
 }
 
-/// Loads the latest directory snapshot into the cache; `None` (and an empty directory) when
-/// there is none or it cannot be had.
-async fn restore(cache: &Cache, bus: &Bus) -> Option<Mark> {
-    let started = Instant::now();
+/// The latest snapshot of `S`; `None` when there is none or it cannot be had (the stream is then
+/// replayed from its start).
+async fn load_latest<S: Folded>(bus: &Bus) -> Option<Snapshot<S>> {
+    let stream = S::SOURCE;
     if !bus.wait_connected(SNAPSHOT_WAIT).await {
-        tracing::warn!("no bus yet; replaying the identity stream from its start");
+        tracing::warn!(stream, "no bus yet; replaying the stream from its start");
         return None;
     }
-    let snapshot = match tokio::time::timeout(SNAPSHOT_WAIT, snapshot::load(bus)).await {
-        Ok(Ok(Some(snapshot))) => snapshot,
+    match tokio::time::timeout(SNAPSHOT_WAIT, snapshot::load_of::<S>(bus)).await {
+        Ok(Ok(Some(snapshot))) => Some(snapshot),
         Ok(Ok(None)) => {
-            tracing::info!("no directory snapshot; replaying the identity stream from its start");
-            return None;
+            tracing::info!(stream, "no snapshot; replaying the stream from its start");
+            None
         }
         Ok(Err(error)) => {
-            tracing::warn!(%error, "cannot load the directory snapshot; replaying the identity stream from its start");
-            return None;
+            tracing::warn!(stream, %error, "cannot load the snapshot; replaying the stream from its start");
+            None
         }
         Err(_) => {
-            tracing::warn!(
-                "the directory snapshot did not load in time; replaying the identity stream from its start"
-            );
-            return None;
+            tracing::warn!(stream, "the snapshot did not load in time; replaying the stream from its start");
+            None
         }
-    };
+    }
+}
+
+/// Loads the latest environments snapshot into the cache: its events, applied as from the
+/// stream. `None` (and no environments) when there is none.
+async fn restore_environments(cache: &Cache, bus: &Bus) -> Option<Mark> {
+    let started = Instant::now();
+    let snapshot = load_latest::<EnvironmentLog>(bus).await?;
+    for event in &snapshot.state.events {
+        apply(cache, false, event);
+    }
+    let mark = snapshot.mark;
+    tracing::info!(
+        stream_sequence = mark.stream_sequence,
+        position = mark.position,
+        events = snapshot.state.events.len(),
+        environments = cache.environment_count(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "environments restored from a snapshot; following the environments stream from there"
+    );
+    metrics::gauge!("kubegate_proxy_cache_snapshot_sequence", "stream" => EnvironmentLog::SOURCE)
+        .set(mark.stream_sequence as f64);
+    Some(mark)
+}
+
+/// Loads the latest directory snapshot into the cache; `None` (and an empty directory) when
+/// there is none or it cannot be had.
+async fn restore_identity(cache: &Cache, bus: &Bus) -> Option<Mark> {
+    let started = Instant::now();
+    let snapshot = load_latest::<kubegate_directory::State>(bus).await?;
     let (users, revoked) = (snapshot.state.users.len(), snapshot.state.revoked.len());
     if let Err(error) = cache.directory.restore(snapshot.state) {
         tracing::warn!(%error, "the directory snapshot cannot be used; replaying the identity stream from its start");
@@ -184,7 +215,8 @@ async fn restore(cache: &Cache, bus: &Bus) -> Option<Mark> {
         took_ms = started.elapsed().as_millis() as u64,
         "directory restored from a snapshot; following the identity stream from there"
     );
-    metrics::gauge!("kubegate_proxy_cache_snapshot_sequence").set(mark.stream_sequence as f64);
+    metrics::gauge!("kubegate_proxy_cache_snapshot_sequence", "stream" => snapshot::SOURCE)
+        .set(mark.stream_sequence as f64);
     Some(mark)
 }
 

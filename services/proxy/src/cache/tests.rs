@@ -183,7 +183,7 @@ fn the_environment_type_skipped_when_following_is_the_download_the_cache_ignores
         expires_at: None,
         client_address: "127.0.0.1".into(),
     });
-    assert_eq!(downloaded.event_type(), super::follow::DOWNLOADED);
+    assert_eq!(downloaded.event_type(), kubegate_directory::environments::DOWNLOADED);
     // Applying it changes nothing a request could see: the environment stays as it was.
     let (cache, _) = cache_with_user();
     register_prod(&cache);

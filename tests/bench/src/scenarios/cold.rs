@@ -4,11 +4,11 @@
 //! signing key, issued and revoked kubeconfig tokens) and `KUBEGATE_ENVIRONMENTS` (environments
 //! with credentials sealed to a fleet key, their access policies, and one `KubeconfigDownloaded`
 //! per issued token, since every token comes from a download the kubeconfig service records),
-//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity service
-//! then runs against it, as in a deployment, and writes its directory snapshot. Then proxy
-//! replicas start, one at a time; measured: time from process start until `/readyz` answers
-//! 200, and resident memory then (VmRSS) and at its peak (VmHWM). The same again with snapshots
-//! turned off (the whole identity stream replayed), for comparison.
+//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity and
+//! kubeconfig services then run against it, as in a deployment, and write their snapshots. Then
+//! proxy replicas start, one at a time; measured: time from process start until `/readyz`
+//! answers 200, and resident memory then (VmRSS) and at its peak (VmHWM). The same again with
+//! snapshots turned off (both streams replayed whole), for comparison.
 //!
 //! Audit replay: `RequestAudited` records published to `KUBEGATE_AUDIT`, then replayed to JSON
 //! lines by the `kubegate audit` command, as an operator runs it.
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kubegate_bus::{Bus, Encoded, NatsConfig, Outgoing, StreamDef};
+use kubegate_directory::environments::EnvironmentLog;
 use kubegate_events::access::EnvironmentRole;
 use kubegate_events::audit::{AuditEvent, AuditSubject, AuditTarget, Decision, RequestAudited};
 use kubegate_events::environments::{
@@ -42,9 +43,9 @@ pub struct ColdResult {
     pub stream_mib: f64,
     /// Seconds to publish the history (not part of the figure; for context).
     pub publish_s: f64,
-    /// Seconds from the identity service's start until its snapshot of the history was written.
+    /// Seconds from the start of identity and kubeconfig until both their snapshots were written.
     pub snapshot_written_s: f64,
-    /// Size of that snapshot (MiB in `KUBEGATE_SNAPSHOTS`).
+    /// Size of both snapshots (MiB in `KUBEGATE_SNAPSHOTS`).
     pub snapshot_mib: f64,
     /// Medians of the starts from the snapshot.
     pub ready_s: f64,
@@ -411,38 +412,71 @@ pub async fn run(
     say(start, format!("published in {:.1}s", published.elapsed().as_secs_f64()));
 
     let cold_result = if cold {
-        // The identity service writes the snapshot replicas start from: run it against the
-        // history, as a deployment does, until its snapshot stands at the stream's end.
+        // The identity and kubeconfig services write the snapshots replicas start from: run
+        // them against the history, as a deployment does, until each snapshot stands at its
+        // stream's end.
         let identity_db = kubegate_testsupport::postgres::TestDb::create().await;
-        let last = bus.last_sequence("KUBEGATE_IDENTITY").await.map_err(|e| e.to_string())?;
-        let every = history.identity_len().min(10_000);
-        let identity_env = vec![
-            ("KUBEGATE_IDENTITY_LISTEN", format!("127.0.0.1:{}", kubegate_testsupport::net::free_port())),
-            ("KUBEGATE_IDENTITY_DATABASE_URL", identity_db.url()),
+        let kubeconfig_db = kubegate_testsupport::postgres::TestDb::create().await;
+        // Every 10,000 events, as deployed; a shorter history (the smoke run) at its end.
+        let common = |listen: &'static str, db: &'static str, url: String, events: u64| {
+            vec![
+                (listen, format!("127.0.0.1:{}", kubegate_testsupport::net::free_port())),
+                (db, url),
+                ("KUBEGATE_SNAPSHOT_EVERY", events.min(10_000).to_string()),
+                ("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()),
+                ("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()),
+                ("KUBEGATE_NATS_URL", nats.url()),
+            ]
+        };
+        let mut identity_env = common(
+            "KUBEGATE_IDENTITY_LISTEN",
+            "KUBEGATE_IDENTITY_DATABASE_URL",
+            identity_db.url(),
+            history.identity_len(),
+        );
+        identity_env.extend([
             ("KUBEGATE_MASTER_KEY", "3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=".to_string()),
             ("KUBEGATE_ADMIN_PASSWORD", "bench-admin-password-0123".to_string()),
-            ("KUBEGATE_SNAPSHOT_EVERY", every.to_string()),
-            ("KUBEGATE_TLS_CERT", pki.server_cert.display().to_string()),
-            ("KUBEGATE_TLS_KEY", pki.server_key.display().to_string()),
-            ("KUBEGATE_NATS_URL", nats.url()),
-        ];
+        ]);
+        let mut kubeconfig_env = common(
+            "KUBEGATE_KUBECONFIG_LISTEN",
+            "KUBEGATE_KUBECONFIG_DATABASE_URL",
+            kubeconfig_db.url(),
+            history.environments_len(),
+        );
+        kubeconfig_env.extend([
+            ("KUBEGATE_FLEET_PUBLIC_KEY", fleet_public.to_string()),
+            ("KUBEGATE_PUBLIC_CA_FILE", pki.ca_cert.display().to_string()),
+        ]);
         let mut identity = Service::new("cold-identity", workspace_bin("kubegate-identity"), &identity_env);
-        say(start, "cold start: the identity service writes its directory snapshot");
+        let mut kubeconfig =
+            Service::new("cold-kubeconfig", workspace_bin("kubegate-kubeconfig"), &kubeconfig_env);
+        say(start, "cold start: identity and kubeconfig write their snapshots");
         let t0 = Instant::now();
         identity.start();
+        kubeconfig.start();
+        let last_identity = bus.last_sequence("KUBEGATE_IDENTITY").await.map_err(|e| e.to_string())?;
+        let last_environments =
+            bus.last_sequence("KUBEGATE_ENVIRONMENTS").await.map_err(|e| e.to_string())?;
+        let at_end = |mark: Option<kubegate_directory::snapshot::Mark>, last: u64| {
+            mark.is_some_and(|m| m.stream_sequence == last)
+        };
         loop {
-            let mark = kubegate_directory::snapshot::latest_mark(&bus).await.ok().flatten();
-            if mark.is_some_and(|m| m.stream_sequence == last) {
+            use kubegate_directory::snapshot::{latest_mark, latest_mark_of};
+            let identity_mark = latest_mark(&bus).await.ok().flatten();
+            let environments_mark = latest_mark_of::<EnvironmentLog>(&bus).await.ok().flatten();
+            if at_end(identity_mark, last_identity) && at_end(environments_mark, last_environments) {
                 break;
             }
             if t0.elapsed() > Duration::from_secs(300) {
-                return Err(format!("no snapshot after 300 s:\n{}", identity.logs()));
+                return Err(format!("no snapshots after 300 s:\n{}\n{}", identity.logs(), kubeconfig.logs()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let snapshot_written_s = t0.elapsed().as_secs_f64();
-        say(start, format!("  snapshot written {snapshot_written_s:.1}s after identity started"));
+        say(start, format!("  snapshots written {snapshot_written_s:.1}s after the services started"));
         identity.terminate(Duration::from_secs(10));
+        kubeconfig.terminate(Duration::from_secs(10));
 
         let mut runs = Vec::new();
         let mut full_replay_runs = Vec::new();
@@ -475,8 +509,12 @@ pub async fn run(
             let ready = t0.elapsed().as_secs_f64();
             let pid = proxy.pid().ok_or("the cold replica exited")?;
             let (rss, peak) = crate::stack::rss_kib(pid).ok_or("cannot read the cold replica's memory")?;
-            if from_snapshot && !proxy.logs().contains("directory restored from a snapshot") {
-                return Err(format!("the cold replica did not start from the snapshot:\n{}", proxy.logs()));
+            let logs = proxy.logs();
+            if from_snapshot
+                && !(logs.contains("directory restored from a snapshot")
+                    && logs.contains("environments restored from a snapshot"))
+            {
+                return Err(format!("the cold replica did not start from the snapshots:\n{logs}"));
             }
             proxy.kill();
             let run =

@@ -20,10 +20,15 @@ pub struct EnvironmentLog {
     pub events: Vec<RawEnvelope>,
 }
 
+/// Whether a replica keeps anything of `event`: every environment event but a download.
+pub fn kept(event: &RawEnvelope) -> bool {
+    event.event_type != DOWNLOADED
+}
+
 impl EnvironmentLog {
     /// Keeps `event` unless it is a download.
     pub fn apply(&mut self, event: &RawEnvelope) {
-        if event.event_type != DOWNLOADED {
+        if kept(event) {
             self.events.push(event.clone());
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubegate_bus::{Bus, Feed, FeedItem, Offer, Sequencer};
-use kubegate_directory::environments::{DOWNLOADED, EnvironmentLog};
+use kubegate_directory::environments::{self, EnvironmentLog};
 use kubegate_directory::snapshot::{self, Folded, Mark, Resume, Snapshot};
 use kubegate_events::environments::EnvironmentEvent;
 use kubegate_events::identity::IdentityEvent;
@@ -306,7 +306,7 @@ fn apply(cache: &Cache, identity: bool, raw: &RawEnvelope) {
                 metrics::counter!("kubegate_proxy_cache_undecodable_total").increment(1);
             }
         }
-    } else if raw.event_type == DOWNLOADED {
+    } else if !environments::kept(raw) {
         // Every download is in the log and the cache keeps nothing of it: not decoded.
     } else {
         match raw.decode::<EnvironmentEvent>() {

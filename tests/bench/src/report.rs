@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::Results;
 use crate::load::Proto;
+use crate::scenarios::downloads::CostPerDownload;
 use crate::scenarios::throughput::{PAYLOADS, TARGETS, ThroughputResult};
 
 /// Before/after notes of the performance work, kept beside the driver and copied into the report.
@@ -236,6 +237,31 @@ fn cpu_table(out: &mut String, t: &ThroughputResult, r: &Results) {
             }
         }
     }
+}
+
+/// What one download cost each process.
+fn download_cost(out: &mut String, c: &CostPerDownload) {
+    let _ = writeln!(out, "\n#### CPU time per download\n");
+    let _ = writeln!(
+        out,
+        "Read from `/proc/<pid>/task/*/schedstat` right before and after each run, divided by the \
+         downloads; medians of the runs. PostgreSQL is every process of the server. The bench's own \
+         client (TLS and HTTP) is listed apart and not in the total.\n"
+    );
+    let _ = writeln!(out, "| process | CPU time per download |\n|---|---:|");
+    let rows = [
+        ("identity", c.identity_us),
+        ("kubeconfig", c.kubeconfig_us),
+        ("proxy replicas (both)", c.replicas_us),
+        ("HAProxy", c.haproxy_us),
+        ("NATS", c.nats_us),
+        ("PostgreSQL", c.postgres_us),
+    ];
+    for (name, us) in rows {
+        let _ = writeln!(out, "| {name} | {us:.0} µs |");
+    }
+    let _ = writeln!(out, "| **total** | **{:.0} µs** |", c.total_us());
+    let _ = writeln!(out, "| the bench's client (not in the total) | {:.0} µs |", c.bench_us);
 }
 
 /// The Markdown report.
@@ -476,6 +502,7 @@ pub fn markdown(r: &Results) -> String {
                 "| one download, p50 / p99 | {:.1} ms / {:.1} ms |",
                 d.latency_ms.p50, d.latency_ms.p99
             );
+            download_cost(&mut out, &d.cost);
         }
         None => {
             let _ = writeln!(out, "Not measured in this run.");

@@ -215,13 +215,15 @@ pub fn children(pid: u32) -> Vec<u32> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().and_then(|s| {
-                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-            }) == Some(pid)
-        })
+        .filter(|&child| parent_of(child) == Some(pid))
         .collect()
+}
+
+/// The parent of a process, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Shared handle for scenarios that spawn tasks.

@@ -319,6 +319,11 @@ impl Stack {
         }
     }
 
+    /// HAProxy's process, when the stack has a load balancer.
+    pub fn haproxy_pid(&self) -> Option<u32> {
+        self.haproxy.as_ref().map(Child::id)
+    }
+
     /// The name of kubeconfig's database.
     pub fn kubeconfig_db_name(&self) -> String {
         self._kubeconfig_db.name.clone()

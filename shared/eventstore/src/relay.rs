@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventStore, pg_message};
+use crate::store::{EventStore, OutboxSession, pg_message};
 
 const RELAY_LOCK: i64 = 0x6b67_6f75_7462_6f78; // "kgoutbox"
 const BATCH: usize = 1024;
@@ -83,8 +83,11 @@ impl OutboxRelay {
 
     async fn run(self, shutdown: CancellationToken, status: watch::Sender<RelayStatus>) {
         let mut backoff = Duration::from_millis(100);
+        // Positions the bus acknowledged whose outbox rows are not deleted yet: the next drain
+        // deletes them, also after a lost connection.
+        let mut done = Vec::new();
         while !shutdown.is_cancelled() {
-            match self.lead(&shutdown, &status).await {
+            match self.lead(&shutdown, &status, &mut done).await {
                 Ok(()) => return,
                 Err(message) => {
                     status.send_modify(|s| {
@@ -108,6 +111,7 @@ impl OutboxRelay {
         &self,
         shutdown: &CancellationToken,
         status: &watch::Sender<RelayStatus>,
+        done: &mut Vec<i64>,
     ) -> Result<(), String> {
         let (client, mut connection) =
             self.store.pg_config().connect(NoTls).await.map_err(|e| pg_message(&e))?;
@@ -128,6 +132,14 @@ impl OutboxRelay {
                 lost.cancel();
             })
         };
+        let session = match OutboxSession::open(client).await {
+            Ok(session) => session,
+            Err(e) => {
+                driver.abort();
+                return Err(e.to_string());
+            }
+        };
+        let client = session.client();
         let mut in_line = false;
         let result = async {
             // Become the one relay of this database.
@@ -149,6 +161,12 @@ impl OutboxRelay {
             client.batch_execute("LISTEN kubegate_outbox").await.map_err(|e| pg_message(&e))?;
             status.send_modify(|s| s.leader = true);
             tracing::info!("outbox relay active");
+            // What the bus acknowledged before a lost connection is forgotten first, so that
+            // holding the stream against the log (below) queues it again if the stream lacks it.
+            if !done.is_empty() {
+                session.next(done, 0).await.map_err(|e| e.to_string())?;
+                done.clear();
+            }
             if !self.hold_stream_to_log(shutdown, &lost, status).await? {
                 return Ok(());
             }
@@ -158,7 +176,7 @@ impl OutboxRelay {
                 if lost.is_cancelled() {
                     return Err("connection lost".to_string());
                 }
-                match self.drain_once(status).await {
+                match self.drain_once(&session, done, status).await {
                     Ok(0) => {
                         backoff = Duration::from_millis(50);
                         tokio::select! {
@@ -186,7 +204,7 @@ impl OutboxRelay {
         if shutdown.is_cancelled() && in_line {
             // Last drain with a deadline: whatever is left stays in the outbox for next time.
             let _ = tokio::time::timeout(Duration::from_secs(3), async {
-                while let Ok(n) = self.drain_once(status).await {
+                while let Ok(n) = self.drain_once(&session, done, status).await {
                     if n == 0 {
                         break;
                     }
@@ -306,9 +324,17 @@ impl OutboxRelay {
         Ok(Reconciled::Ready { requeued })
     }
 
-    /// Publishes one batch; returns how many events it published.
-    async fn drain_once(&self, status: &watch::Sender<RelayStatus>) -> Result<usize, String> {
-        let batch = self.store.outbox_batch(BATCH).await.map_err(|e| e.to_string())?;
+    /// Deletes the outbox rows of `done`, then publishes the next batch and leaves its
+    /// acknowledged positions in `done`; returns how many events it published. A relay that
+    /// keeps up makes one round trip to the database per batch.
+    async fn drain_once(
+        &self,
+        session: &OutboxSession,
+        done: &mut Vec<i64>,
+        status: &watch::Sender<RelayStatus>,
+    ) -> Result<usize, String> {
+        let batch = session.next(done, BATCH).await.map_err(|e| e.to_string())?;
+        done.clear();
         metrics::gauge!("kubegate_outbox_batch_pending").set(batch.len() as f64);
         if batch.is_empty() {
             status.send_modify(|s| s.failing = false);
@@ -321,8 +347,7 @@ impl OutboxRelay {
             Err(e) => (e.published, Some(e.to_string())),
         };
         if published > 0 {
-            let positions: Vec<i64> = batch[..published].iter().map(|(_, e)| e.position as i64).collect();
-            self.store.outbox_done(&positions).await.map_err(|e| e.to_string())?;
+            done.extend(batch[..published].iter().map(|(_, e)| e.position as i64));
             metrics::counter!("kubegate_outbox_published_total").increment(published as u64);
             status.send_modify(|s| s.published += published as u64);
         }

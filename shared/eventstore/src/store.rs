@@ -407,24 +407,59 @@ impl EventStore {
         let sql = "SELECT COUNT(*) FROM kubegate_outbox";
         Ok(rows(&client, sql, &[]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
+}
 
-    pub(crate) async fn outbox_batch(&self, limit: usize) -> Result<Vec<(String, RawEnvelope)>, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+/// The outbox relay's own connection to the log, on which it takes its lock, listens for new
+/// events and drains the outbox.
+///
+/// Deleting outbox rows does not wait for the disk here (`synchronous_commit = off`, this
+/// connection only; appends still wait). Should PostgreSQL stop before a deletion is written,
+/// the row comes back and its event is published again with the same `Nats-Msg-Id`: the stream
+/// drops it within its duplicate window, and past that window readers skip a position they
+/// already hold. So a lost deletion costs one message again, never an event, and each batch the
+/// relay forgets saves the log a flush to disk.
+pub(crate) struct OutboxSession {
+    client: tokio_postgres::Client,
+    next: tokio_postgres::Statement,
+}
+
+impl OutboxSession {
+    pub(crate) async fn open(client: tokio_postgres::Client) -> Result<OutboxSession, StoreError> {
+        client.batch_execute("SET synchronous_commit = off").await.map_err(StoreError::from_pg)?;
         // The pending positions first, then each event by its key: a join lets the planner
-        // merge-join (or hash) the whole log on every drain, a cost that grows with the log.
-        let sql = "SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at,
-                          e.actor::text, e.correlation_id, e.payload::text, e.subject
-                   FROM kubegate_events e
-                   WHERE e.position = ANY (ARRAY (SELECT position FROM kubegate_outbox ORDER BY position LIMIT $1))
-                   ORDER BY e.position";
-        let found = rows(&client, sql, &[&(limit as i64)]).await?;
-        found.iter().map(|r| Ok((r.get::<_, String>(10), row_to_envelope(r)?))).collect()
+        // merge-join (or hash) the whole log on every drain, a cost that grows with the log. The
+        // query sees the outbox as it was before the deletion, so `done` is left out by hand.
+        let next = client
+            .prepare(
+                "WITH done AS (DELETE FROM kubegate_outbox WHERE position = ANY ($1))
+                 SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at,
+                        e.actor::text, e.correlation_id, e.payload::text, e.subject
+                 FROM kubegate_events e
+                 WHERE e.position = ANY (ARRAY (
+                     SELECT position FROM kubegate_outbox WHERE position <> ALL ($1)
+                     ORDER BY position LIMIT $2))
+                 ORDER BY e.position",
+            )
+            .await
+            .map_err(StoreError::from_pg)?;
+        Ok(OutboxSession { client, next })
     }
 
-    pub(crate) async fn outbox_done(&self, positions: &[i64]) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        rows(&client, "DELETE FROM kubegate_outbox WHERE position = ANY($1)", &[&positions]).await?;
-        Ok(())
+    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    /// Forgets the outbox rows of `done` (events the bus has acknowledged) and returns up to
+    /// `limit` of the events still to publish, in log order: one statement, so a relay that
+    /// keeps up makes one round trip per batch.
+    pub(crate) async fn next(
+        &self,
+        done: &[i64],
+        limit: usize,
+    ) -> Result<Vec<(String, RawEnvelope)>, StoreError> {
+        let found =
+            self.client.query(&self.next, &[&done, &(limit as i64)]).await.map_err(StoreError::from_pg)?;
+        found.iter().map(|r| Ok((r.get::<_, String>(10), row_to_envelope(r)?))).collect()
     }
 }
 

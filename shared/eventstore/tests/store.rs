@@ -379,6 +379,32 @@ async fn a_stream_that_lost_its_events_gets_the_log_again() {
 }
 
 #[tokio::test]
+async fn outbox_rows_that_come_back_after_a_crash_publish_nothing_twice() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let (_nats, bus) = bus_with_stream().await;
+    append_users(&store, 0..20).await;
+    relay_all(&store, &bus).await;
+    // The relay's deletions do not wait for the disk: after PostgreSQL stops, the rows of events
+    // already published may be back in the outbox.
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .execute(
+            "INSERT INTO kubegate_outbox (position) SELECT position FROM kubegate_events WHERE position > 10",
+            &[],
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert_eq!(store.outbox_pending().await.unwrap(), 10);
+    append_users(&store, 20..25).await;
+    relay_all(&store, &bus).await;
+    assert_eq!(positions_in_stream(&bus).await, (1..=25).collect::<Vec<_>>(), "each event once, in order");
+}
+
+#[tokio::test]
 async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     let (_nats, bus) = bus_with_stream().await;
     // The bus holds the history of one database…

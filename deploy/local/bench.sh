@@ -38,6 +38,17 @@ say "building the criterion micro-benchmarks"
 "$CARGO" bench --locked -p kubegate-proxy --bench hot_path --no-run
 built=$(date +%s)
 
+# A build that just ended leaves the machine busy for a while (its files are still being written
+# out): measured at once, the first minute's latencies carry that work. Wait until the written
+# data is on disk and the 1-minute load average is below 1.0, for at most 2 minutes.
+sync
+settle_until=$((built + 120))
+while ! awk '{ exit !($1 < 1.0) }' /proc/loadavg && [ "$(date +%s)" -lt "$settle_until" ]; do
+  sleep 2
+done
+say "machine settled for $(($(date +%s) - built)) s (load average $(cut -d' ' -f1 /proc/loadavg))"
+settled=$(date +%s)
+
 # The driver runs in a session of its own, so whatever it started is stopped with it even when
 # it is killed before its own clean-up runs.
 driver_pid=""
@@ -59,6 +70,6 @@ wait "$driver_pid" || status=$?
 cleanup
 driver_pid=""
 ended=$(date +%s)
-say "build $((built - started)) s, benchmarks $((ended - built)) s, total $((ended - started)) s"
+say "build $((built - started)) s, settling $((settled - built)) s, benchmarks $((ended - settled)) s, total $((ended - started)) s"
 [ "$status" -eq 0 ] || fail "kubegate-bench failed (exit $status); see bench/report.md for what ran"
 say "wrote bench/report.md and bench/results.json"

@@ -9,15 +9,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::{Signature, VerifyingKey};
 use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 /// Longest token accepted: anything larger is refused before any decoding or signature work.
@@ -120,7 +120,6 @@ fn valid_kid(kid: &str) -> bool {
 pub struct SigningKey {
     kid: String,
     key: ed25519_dalek::SigningKey,
-    encoding: EncodingKey,
 }
 
 impl fmt::Debug for SigningKey {
@@ -145,9 +144,7 @@ impl SigningKey {
         }
         ensure_provider();
         let key = ed25519_dalek::SigningKey::from_bytes(seed);
-        let der = key.to_pkcs8_der().map_err(|e| KeyError::Crypto(e.to_string()))?;
-        let encoding = EncodingKey::from_ed_der(der.as_bytes());
-        Ok(SigningKey { kid, key, encoding })
+        Ok(SigningKey { kid, key })
     }
 
     pub fn kid(&self) -> &str {
@@ -164,12 +161,23 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode(self.key.verifying_key().as_bytes())
     }
 
-    /// Signs `claims` into a compact JWS.
+    /// Signs `claims` into a compact JWS: the same bytes as `jsonwebtoken::encode` (a test
+    /// compares them), signed with the key held here. `encode` takes the key in its PKCS#8 form
+    /// and builds the Ed25519 key from it for every token, deriving the public key again: a
+    /// second scalar multiplication per token, as much work as the signature itself.
     pub fn mint(&self, claims: &Claims) -> Result<String, KeyError> {
+        use ed25519_dalek::Signer as _;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".to_string());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        let json = |e: serde_json::Error| KeyError::Sign(e.to_string());
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(json)?);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims).map_err(json)?, &mut token);
+        let signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        Ok(token)
     }
 }
 
@@ -177,6 +185,30 @@ impl SigningKey {
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: HashMap<String, (DecodingKey, [u8; 32])>,
+    verified: Verified,
+}
+
+/// Tokens whose signature [`KeySet::verify`] has checked, by SHA-256 of the token, with the key
+/// that checked each. An Ed25519 verification costs tens of µs, and a session token comes back
+/// with every request its user makes. An entry counts only while the key set holds that same key
+/// under that kid (a retired key's tokens are checked again, and refused); expiry and scope are
+/// checked on every use. Clones of a key set share the entries, which holds for that reason.
+#[derive(Clone)]
+struct Verified(moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>);
+
+struct VerifiedToken {
+    claims: Claims,
+    kid: String,
+    key: [u8; 32],
+}
+
+/// Most verified tokens remembered (about 300 bytes each).
+const VERIFIED_CAPACITY: u64 = 10_000;
+
+impl Default for Verified {
+    fn default() -> Verified {
+        Verified(moka::sync::Cache::new(VERIFIED_CAPACITY))
+    }
 }
 
 impl fmt::Debug for KeySet {
@@ -234,8 +266,29 @@ impl KeySet {
     /// Verifies signature, algorithm, key id, expiry (against `now`, seconds since the epoch) and
     /// scope. Revocation is the caller's business.
     pub fn verify(&self, token: &str, expected: Scope, now: i64) -> Result<Claims, TokenError> {
-        let claims = self.verify_signature(token)?;
+        let claims = self.verified_claims(token)?;
         check_claims(&claims, expected, now)?;
+        Ok(claims)
+    }
+
+    /// [`KeySet::verify_signature`], remembered for tokens that pass (see [`Verified`]).
+    fn verified_claims(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Oversized);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.verified.0.get(&digest)
+            && self.keys.get(&hit.kid).is_some_and(|(_, key)| *key == hit.key)
+        {
+            return Ok(hit.claims.clone());
+        }
+        let claims = self.verify_signature(token)?;
+        if let Some(kid) = peek_header(token).ok().and_then(|h| h.kid)
+            && let Some((_, key)) = self.keys.get(&kid)
+        {
+            let key = *key;
+            self.verified.0.insert(digest, Arc::new(VerifiedToken { claims: claims.clone(), kid, key }));
+        }
         Ok(claims)
     }
 

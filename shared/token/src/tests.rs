@@ -47,6 +47,26 @@ fn mint_and_verify_round_trip() {
 }
 
 #[test]
+fn minted_tokens_are_the_bytes_jsonwebtoken_encodes() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    // Ed25519 signatures are deterministic, so the whole token can be compared.
+    let (key, _) = setup();
+    let der = our_dalek_key().to_pkcs8_der().unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    header.typ = Some("JWT".into());
+    for c in [
+        claims(Scope::Kubeconfig, Some(NOW + 60)),
+        claims(Scope::Session, None),
+        Claims { name: "o'brien \"ü\" \u{1}".into(), ..claims(Scope::Kubeconfig, None) },
+    ] {
+        let expected = jsonwebtoken::encode(&header, &c, &encoding).unwrap();
+        assert_eq!(key.mint(&c).unwrap(), expected);
+    }
+}
+
+#[test]
 fn expired_is_refused() {
     let (key, keys) = setup();
     let token = key.mint(&claims(Scope::Kubeconfig, Some(NOW))).unwrap();
@@ -236,4 +256,25 @@ fn errors_and_debug_never_show_secrets() {
     assert!(!dbg.contains(&b64(&[7u8; 32])));
     let err = keys.verify(&format!("{token}x"), Scope::Kubeconfig, NOW).unwrap_err();
     assert!(!err.to_string().contains(&token));
+}
+
+#[test]
+fn a_remembered_signature_still_answers_to_expiry_scope_and_the_key() {
+    let (key, keys) = setup();
+    let token = key.mint(&claims(Scope::Kubeconfig, Some(NOW + 60))).unwrap();
+    assert!(keys.verify(&token, Scope::Kubeconfig, NOW).is_ok());
+    // Remembered from here on: expiry and scope are still checked on every use.
+    assert!(keys.verify(&token, Scope::Kubeconfig, NOW).is_ok());
+    assert_eq!(keys.verify(&token, Scope::Kubeconfig, NOW + 61), Err(TokenError::Expired));
+    assert!(matches!(keys.verify(&token, Scope::Session, NOW), Err(TokenError::WrongScope { .. })));
+    // A clone shares what was remembered, and a key set without the key refuses the token.
+    let mut retired = keys.clone();
+    retired.remove("k1");
+    assert_eq!(retired.verify(&token, Scope::Kubeconfig, NOW), Err(TokenError::UnknownKid));
+    // Another key under the same kid: the remembered check was made with the old one.
+    let other = SigningKey::from_seed("k1", &[9u8; 32]).unwrap();
+    let mut replaced = keys.clone();
+    replaced.insert("k1", &other.public_key()).unwrap();
+    assert_eq!(replaced.verify(&token, Scope::Kubeconfig, NOW), Err(TokenError::BadSignature));
+    assert!(keys.verify(&token, Scope::Kubeconfig, NOW).is_ok());
 }

@@ -264,7 +264,8 @@ impl KeySet {
     }
 
     /// Verifies signature, algorithm, key id, expiry (against `now`, seconds since the epoch) and
-    /// scope. Revocation is the caller's business.
+    /// scope. A token whose signature this key set (or a clone) already checked with the same key
+    /// is not checked again (see [`Verified`]). Revocation is the caller's business.
     pub fn verify(&self, token: &str, expected: Scope, now: i64) -> Result<Claims, TokenError> {
         let claims = self.verified_claims(token)?;
         check_claims(&claims, expected, now)?;

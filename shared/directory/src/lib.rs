@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use kubegate_events::identity::{GlobalRole, IdentityEvent};
 use kubegate_events::{DecodeError, DomainEvent, RawEnvelope};
-use kubegate_token::KeySet;
+use kubegate_token::{KeySet, TokenError, VerifiedToken};
 use serde::{Deserialize, Serialize};
 
 /// What the proxy knows of a user.
@@ -70,6 +70,11 @@ impl Directory {
     /// The signing keys tokens may be verified with.
     pub fn keys(&self) -> Arc<KeySet> {
         self.keys.load_full()
+    }
+
+    /// [`KeySet::verify_signature`] with the current keys.
+    pub fn verify_signature(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        self.keys.load().verify_signature(token)
     }
 
     pub fn is_retired(&self, kid: &str) -> bool {

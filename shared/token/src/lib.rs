@@ -188,22 +188,26 @@ pub struct KeySet {
     verified: Verified,
 }
 
-/// Tokens whose signature [`KeySet::verify`] has checked, by SHA-256 of the token, with the key
-/// that checked each. An Ed25519 verification costs tens of µs, and a session token comes back
-/// with every request its user makes. An entry counts only while the key set holds that same key
-/// under that kid (a retired key's tokens are checked again, and refused); expiry and scope are
-/// checked on every use. Clones of a key set share the entries, which holds for that reason.
+/// Tokens whose signature a key set has checked, by SHA-256 of the token, with the key that
+/// checked each. An Ed25519 verification costs tens of µs, and a token comes back with every
+/// request its holder makes. An entry counts only while the key set holds that same key under
+/// that kid (a retired key's tokens are checked again, and refused); expiry and scope are the
+/// caller's to check on every use. Clones of a key set share the entries, which holds for that
+/// reason. Bounded, so garbage tokens cannot grow it (and only tokens that pass are kept).
 #[derive(Clone)]
 struct Verified(moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>);
 
-struct VerifiedToken {
-    claims: Claims,
-    kid: String,
+/// A token whose signature a [`KeySet`] checked: what never changes about it.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub claims: Arc<Claims>,
+    /// The key that checked it.
+    pub kid: Arc<str>,
     key: [u8; 32],
 }
 
 /// Most verified tokens remembered (about 300 bytes each).
-const VERIFIED_CAPACITY: u64 = 10_000;
+const VERIFIED_CAPACITY: u64 = 100_000;
 
 impl Default for Verified {
     fn default() -> Verified {
@@ -267,53 +271,45 @@ impl KeySet {
     /// scope. A token whose signature this key set (or a clone) already checked with the same key
     /// is not checked again (see [`Verified`]). Revocation is the caller's business.
     pub fn verify(&self, token: &str, expected: Scope, now: i64) -> Result<Claims, TokenError> {
-        let claims = self.verified_claims(token)?;
-        check_claims(&claims, expected, now)?;
-        Ok(claims)
+        let verified = self.verify_signature(token)?;
+        check_claims(&verified.claims, expected, now)?;
+        Ok((*verified.claims).clone())
     }
 
-    /// [`KeySet::verify_signature`], remembered for tokens that pass (see [`Verified`]).
-    fn verified_claims(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Verifies everything that never changes for a given token (format, algorithm, key,
+    /// signature), returning its claims and key: the part worth caching, and remembered here
+    /// (see [`Verified`]). Expiry and scope are then checked with [`check_claims`] on every use.
+    pub fn verify_signature(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Oversized);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = self.verified.0.get(&digest)
-            && self.keys.get(&hit.kid).is_some_and(|(_, key)| *key == hit.key)
+            && self.keys.get(&*hit.kid).is_some_and(|(_, key)| *key == hit.key)
         {
-            return Ok(hit.claims.clone());
-        }
-        let claims = self.verify_signature(token)?;
-        if let Some(kid) = peek_header(token).ok().and_then(|h| h.kid)
-            && let Some((_, key)) = self.keys.get(&kid)
-        {
-            let key = *key;
-            self.verified.0.insert(digest, Arc::new(VerifiedToken { claims: claims.clone(), kid, key }));
-        }
-        Ok(claims)
-    }
-
-    /// Verifies everything that never changes for a given token (format, algorithm, key,
-    /// signature), returning its claims: the part worth caching. Expiry and scope are then
-    /// checked with [`check_claims`] on every use.
-    pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::Oversized);
+            return Ok(hit);
         }
         let header = peek_header(token)?;
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         if kid.len() > MAX_KID_LEN {
             return Err(TokenError::UnknownKid);
         }
-        let (key, _) = self.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
+        let (decoding, key) = self.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(map_jwt_error)?;
-        Ok(data.claims)
+        let data = jsonwebtoken::decode::<Claims>(token, decoding, &validation).map_err(map_jwt_error)?;
+        let verified = Arc::new(VerifiedToken { claims: Arc::new(data.claims), kid: kid.into(), key: *key });
+        self.verified.0.insert(digest, verified.clone());
+        Ok(verified)
     }
+}
+
+/// The `kid` a token's header names, without checking anything else (to explain a refusal).
+pub fn token_kid(token: &str) -> Option<String> {
+    peek_header(token).ok()?.kid
 }
 
 /// The time- and purpose-dependent checks, cheap enough for every request.

@@ -18,7 +18,6 @@ use kubegate_events::environments::{AccessPolicySet, EnvironmentEvent, SealedCre
 use kubegate_events::identity::IdentityEvent;
 use kubegate_seal::FleetSecretKey;
 use kubegate_token::{Claims, Scope, TokenError};
-use sha2::{Digest, Sha256};
 
 use crate::upstream::Upstream;
 pub use sessions::{Holder, Sessions};
@@ -114,13 +113,6 @@ pub struct Authenticated {
     pub user: Arc<UserEntry>,
 }
 
-/// What never changes about a token once its signature is checked.
-#[derive(Debug)]
-struct Verified {
-    claims: Arc<Claims>,
-    kid: Arc<str>,
-}
-
 /// Whether the replica may answer from its cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -132,14 +124,10 @@ pub enum Trust {
     Untrusted,
 }
 
-const VERIFIED_CAPACITY: u64 = 100_000;
-
 pub struct Cache {
     /// Users, teams, signing keys, revocations (the identity stream's part).
     pub directory: Directory,
     environments: ArcSwap<HashMap<u64, Arc<Environment>>>,
-    /// SHA-256 of a token → its verified claims. Bounded, so garbage tokens cannot grow it.
-    verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
     pub sessions: Sessions,
     identity_caught_up: AtomicBool,
     environments_caught_up: AtomicBool,
@@ -155,7 +143,6 @@ impl Cache {
         Cache {
             directory: Directory::new(),
             environments: ArcSwap::from_pointee(HashMap::new()),
-            verified: moka::sync::Cache::new(VERIFIED_CAPACITY),
             sessions: Sessions::default(),
             identity_caught_up: AtomicBool::new(false),
             environments_caught_up: AtomicBool::new(false),
@@ -200,28 +187,19 @@ impl Cache {
         self.started.elapsed().saturating_sub(last)
     }
 
-    /// Verifies a kubeconfig token and everything about its holder, every time: signature (cached
-    /// by token hash), key not retired, expiry, scope, revocation of the token, the user's state.
+    /// Verifies a kubeconfig token and everything about its holder, every time: signature (the
+    /// key set remembers it by token hash), key not retired, expiry, scope, revocation of the token, the user's state.
     pub fn authenticate(&self, token: &str, now: i64) -> Result<Authenticated, String> {
-        if token.len() > kubegate_token::MAX_TOKEN_LEN {
-            return Err(TokenError::Oversized.to_string());
-        }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let verified = match self.verified.get(&digest) {
-            Some(v) => v,
-            None => {
-                let claims = self.directory.keys().verify_signature(token).map_err(|e| refusal(&e))?;
-                let kid: Arc<str> = token_kid(token).unwrap_or_default().into();
-                let v = Arc::new(Verified { claims: Arc::new(claims), kid });
-                self.verified.insert(digest, v.clone());
-                v
+        let verified = self.directory.verify_signature(token).map_err(|e| match e {
+            TokenError::UnknownKid
+                if kubegate_token::token_kid(token).is_some_and(|kid| self.directory.is_retired(&kid)) =>
+            {
+                "token refused: its signing key has been retired; download a new kubeconfig".to_string()
             }
-        };
+            e => refusal(&e),
+        })?;
         let claims = &verified.claims;
         kubegate_token::check_claims(claims, Scope::Kubeconfig, now).map_err(|e| refusal(&e))?;
-        if self.directory.is_retired(&verified.kid) {
-            return Err("token refused: its signing key has been retired; download a new kubeconfig".into());
-        }
         if self.directory.is_revoked(&claims.jti) {
             return Err("token revoked; download a new kubeconfig".into());
         }
@@ -319,7 +297,6 @@ impl Cache {
     /// Forgets everything learned from one stream (it was reset): the caller replays it again.
     pub(crate) fn clear_identity(&self) {
         self.directory.clear();
-        self.verified.invalidate_all();
         self.set_caught_up(true, false);
     }
 
@@ -437,14 +414,6 @@ fn refusal(e: &TokenError) -> String {
         TokenError::Expired => "token expired; download a new kubeconfig".to_string(),
         other => format!("invalid token: {other}"),
     }
-}
-
-fn token_kid(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let header = token.split('.').next()?;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
-    v.get("kid")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]

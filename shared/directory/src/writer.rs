@@ -79,7 +79,9 @@ impl Fold for EnvironmentLog {
     }
 
     fn restore(&mut self, state: EnvironmentLog) -> Result<(), String> {
-        *self = state;
+        // Applied again, so that a snapshot written before superseded events were dropped is
+        // compacted too.
+        *self = EnvironmentLog::of(&state.events);
         Ok(())
     }
 }

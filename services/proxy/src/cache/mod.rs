@@ -188,7 +188,8 @@ impl Cache {
     }
 
     /// Verifies a kubeconfig token and everything about its holder, every time: signature (the
-    /// key set remembers it by token hash), key not retired, expiry, scope, revocation of the token, the user's state.
+    /// key set remembers it by token hash), key not retired, expiry, scope, revocation of the
+    /// token, the user's state.
     pub fn authenticate(&self, token: &str, now: i64) -> Result<Authenticated, String> {
         let verified = self.directory.verify_signature(token).map_err(|e| match e {
             TokenError::UnknownKid

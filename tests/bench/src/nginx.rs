@@ -1,8 +1,11 @@
 //! nginx as the baseline: a TLS-terminating reverse proxy (HTTP/1.1 and h2 on one listener) to
 //! the same kube-sim, with upstream keep-alive and upstream TLS verified against kube-sim's CA.
 //! It forwards with kube-sim's own credential (as kubegate forwards with its own), without any
-//! token check, authorization, impersonation or audit. Runs in the foreground with its config,
-//! pid and logs in a temporary directory, on a free port, and is stopped when dropped.
+//! token check, authorization, impersonation or audit. A second location, under
+//! [`IMPERSONATING`], forwards as kubegate does for one user instead: with kubegate's upstream
+//! credential and that user's impersonation headers, so that kube-sim does the work there that it
+//! does for kubegate's requests. Runs in the foreground with its config, pid and logs in a
+//! temporary directory, on a free port, and is stopped when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +29,21 @@ pub struct NginxSite<'a> {
     pub prefix: String,
     pub cert: &'a Path,
     pub key: &'a Path,
+    /// Whom the impersonating location forwards as.
+    pub impersonating: Impersonating<'a>,
+}
+
+/// The path prefix, before the environment's, of nginx's impersonating location.
+pub const IMPERSONATING: &str = "/impersonating";
+
+/// Whom nginx's impersonating location forwards as, and with what credential.
+pub struct Impersonating<'a> {
+    /// Bearer token sent upstream: kubegate's credential for the environment.
+    pub upstream_token: &'a str,
+    /// `Impersonate-User`.
+    pub user: String,
+    /// One `Impersonate-Group` header each, in this order.
+    pub groups: Vec<String>,
 }
 
 impl Nginx {
@@ -113,6 +131,22 @@ fn path(p: &Path) -> String {
 
 fn config(port: u16, d: &Path, ca: &Path, site: &NginxSite<'_>) -> String {
     let temp = |name: &str| -> PathBuf { d.join(name) };
+    let who = &site.impersonating;
+    let mut impersonation = format!("\n            proxy_set_header Impersonate-User \"{}\";", who.user);
+    for group in &who.groups {
+        impersonation.push_str(&format!("\n            proxy_set_header Impersonate-Group \"{group}\";"));
+    }
+    let locations = [
+        location(&site.prefix, &site.upstream, site.upstream_token, "", ca),
+        location(
+            &format!("{IMPERSONATING}{}", site.prefix),
+            &site.upstream,
+            who.upstream_token,
+            &impersonation,
+            ca,
+        ),
+    ]
+    .concat();
     format!(
         r#"# kubegate-bench: nginx as a TLS-terminating reverse proxy to kube-sim.
 worker_processes auto;
@@ -146,25 +180,7 @@ http {{
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:SSL:10m;
-
-        location {prefix}/ {{
-            proxy_pass https://kubesim/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host {upstream};
-            proxy_set_header Authorization "Bearer {token}";
-            proxy_ssl_trusted_certificate {ca};
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 2;
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            # A Kubernetes proxy must stream (watch, logs -f): no buffering either way.
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 1h;
-        }}
+{locations}
     }}
 }}
 "#,
@@ -178,8 +194,32 @@ http {{
         upstream = site.upstream,
         cert = path(site.cert),
         key = path(site.key),
-        prefix = site.prefix,
-        token = site.upstream_token,
+    )
+}
+
+/// One location forwarding `prefix/…` to kube-sim as `/…` with `token` and the `extra`
+/// directives.
+fn location(prefix: &str, upstream: &str, token: &str, extra: &str, ca: &Path) -> String {
+    format!(
+        r#"
+        location {prefix}/ {{
+            proxy_pass https://kubesim/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {upstream};
+            proxy_set_header Authorization "Bearer {token}";{extra}
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_verify on;
+            proxy_ssl_verify_depth 2;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
+            # A Kubernetes proxy must stream (watch, logs -f): no buffering either way.
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 1h;
+        }}"#,
         ca = path(ca),
     )
 }

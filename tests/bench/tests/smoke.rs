@@ -2,6 +2,7 @@
 //! and produce numbers. Speeds are never asserted here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use kubegate_bench::scenarios::throughput::{NGINX_IMPERSONATING, TARGETS};
 use kubegate_bench::{Plan, report, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +18,7 @@ async fn every_scenario_produces_numbers() {
     }
 
     let t = results.throughput.as_ref().expect("throughput ran");
-    assert_eq!(t.cells.len(), 3 * 2 * plan.protos.len() * plan.connections.len());
+    assert_eq!(t.cells.len(), TARGETS.len() * 2 * plan.protos.len() * plan.connections.len());
     for cell in &t.cells {
         assert!(cell.rps > 0.0 && cell.p50_us > 0.0, "{cell:?}");
         assert_eq!(cell.bad_answers, 0, "every answer is a 200: {cell:?}");
@@ -25,8 +26,9 @@ async fn every_scenario_produces_numbers() {
         assert!(cell.cpu.kube_sim_us > 0.0, "{cell:?}");
         match cell.target.as_str() {
             "kubegate" => assert!(cell.cpu.replica_us > 0.0 && cell.cpu.nats_us > 0.0, "{cell:?}"),
-            "nginx" => assert!(cell.cpu.nginx_us > 0.0, "{cell:?}"),
-            _ => {}
+            "nginx" | NGINX_IMPERSONATING => assert!(cell.cpu.nginx_us > 0.0, "{cell:?}"),
+            "direct" => {}
+            other => panic!("unknown target {other}"),
         }
     }
     assert!(t.payload_bytes.iter().all(|(_, b)| *b > 1000), "{:?}", t.payload_bytes);

@@ -1,21 +1,26 @@
 //! Items 1 and 2: requests/s and latency at fixed concurrency, HTTP/1.1 (wrk) and h2 (h2load),
-//! for the ~2 KB and ~100 KB pod lists, on three paths to the same kube-sim: direct, through one
-//! kubegate replica, and through nginx. Runs are interleaved (every target once per round), so a
-//! busy moment on the shared machine hits all three alike; each figure is the median of the
-//! rounds.
+//! for the ~2 KB and ~100 KB pod lists, on four paths to the same kube-sim: direct, through one
+//! kubegate replica, through nginx, and through nginx impersonating the bench user as kubegate
+//! does (a reference: kube-sim then authorizes the same impersonation as on kubegate's path).
+//! Runs are interleaved (every target once per round), so a busy moment on the shared machine hits
+//! all alike; each figure is the median of the rounds.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kubegate_events::access::EnvironmentRole;
 use serde::Serialize;
 
 use crate::load::{LoadRun, Proto, Tools};
-use crate::nginx::{Nginx, NginxSite};
-use crate::stack::{BenchStack, NS_2K, NS_100K, SIM_ADMIN_TOKEN, cpu_ns};
+use crate::nginx::{IMPERSONATING, Impersonating, Nginx, NginxSite};
+use crate::stack::{BENCH_USER, BenchStack, NS_2K, NS_100K, SIM_ADMIN_TOKEN, cpu_ns};
 use crate::stats::median;
 use crate::{Plan, say};
 
-pub const TARGETS: [&str; 3] = ["direct", "kubegate", "nginx"];
+pub const TARGETS: [&str; 4] = ["direct", "kubegate", "nginx", NGINX_IMPERSONATING];
+/// nginx forwarding as kubegate does for the bench user: kubegate's upstream credential and the
+/// same impersonation headers.
+pub const NGINX_IMPERSONATING: &str = "nginx-imp";
 pub const PAYLOADS: [(&str, &str); 2] = [("2KB", NS_2K), ("100KB", NS_100K)];
 
 /// Medians of one (target, payload, protocol, connections) cell.
@@ -117,6 +122,12 @@ pub async fn run(
             prefix: bench.prefix(),
             cert: &bench.server_cert,
             key: &bench.server_key,
+            // What kubegate sends for the bench user: a standard role, no team.
+            impersonating: Impersonating {
+                upstream_token: kubegate_e2e::UPSTREAM_TOKEN,
+                user: kubegate_proxy::headers::impersonated_user(BENCH_USER),
+                groups: kubegate_proxy::authz::groups_for(EnvironmentRole::Standard, &[]),
+            },
         },
     )?;
     let processes =
@@ -132,6 +143,11 @@ pub async fn run(
         Target {
             name: "nginx",
             base: format!("https://127.0.0.1:{}{}", nginx.port, bench.prefix()),
+            authorization: format!("Bearer {}", bench.token),
+        },
+        Target {
+            name: NGINX_IMPERSONATING,
+            base: format!("https://127.0.0.1:{}{IMPERSONATING}{}", nginx.port, bench.prefix()),
             authorization: format!("Bearer {}", bench.token),
         },
     ];
@@ -166,7 +182,7 @@ pub async fn run(
                     "{} answered {status} for {url}: {}{}",
                     t.name,
                     String::from_utf8_lossy(&body),
-                    if t.name == "nginx" { nginx.error_log() } else { String::new() }
+                    if t.name.starts_with("nginx") { nginx.error_log() } else { String::new() }
                 ));
             }
             sizes.push(body.len());

@@ -204,27 +204,27 @@ fn authenticate(state: &State, conn: &ConnInfo, headers: &http::HeaderMap) -> Re
     }
 }
 
-fn attributes(info: &RequestInfo) -> Attributes {
+fn attributes(info: &RequestInfo) -> Attributes<'_> {
     Attributes {
         resource_request: info.is_resource,
-        verb: info.verb.clone(),
-        namespace: info.namespace.clone(),
-        api_group: info.api_group.clone(),
-        api_version: info.api_version.clone(),
-        resource: info.resource.clone(),
-        subresource: info.subresource.clone(),
-        name: info.name.clone(),
-        path: info.path.clone(),
+        verb: &info.verb,
+        namespace: &info.namespace,
+        api_group: &info.api_group,
+        api_version: &info.api_version,
+        resource: &info.resource,
+        subresource: &info.subresource,
+        name: &info.name,
+        path: &info.path,
     }
 }
 
-fn forbidden(attrs: &Attributes, user: &UserInfo, reason: &str) -> ApiError {
+fn forbidden(attrs: &Attributes<'_>, user: &UserInfo, reason: &str) -> ApiError {
     let mut msg = attrs.forbidden_message(&user.name);
     if !reason.is_empty() {
         msg = format!("{msg}: {reason}");
     }
     if attrs.resource_request {
-        ApiError::forbidden(&attrs.api_group, &attrs.resource, &attrs.name, msg)
+        ApiError::forbidden(attrs.api_group, attrs.resource, attrs.name, msg)
     } else {
         ApiError::forbidden("", "", "", msg)
     }
@@ -275,13 +275,13 @@ async fn handle(
     let attrs = attributes(&info);
     let decision = rbac.authorize(&user, &attrs);
     if !decision.allowed {
-        return error(&forbidden(&attrs, &user, &decision.reason));
+        return error(&forbidden(&attrs, &user, &decision.reason()));
     }
     if state.websocket_requires_create && is_stream_subresource(&info) && info.verb == "get" {
-        let create = Attributes { verb: "create".into(), ..attrs.clone() };
+        let create = Attributes { verb: "create", ..attrs };
         let d = rbac.authorize(&user, &create);
         if !d.allowed {
-            return error(&forbidden(&create, &user, &d.reason));
+            return error(&forbidden(&create, &user, &d.reason()));
         }
     }
     let result = if info.is_resource {
@@ -1471,19 +1471,19 @@ fn reviews(
         let attrs = match (spec.get("resourceAttributes"), spec.get("nonResourceAttributes")) {
             (Some(ra), None) => Attributes {
                 resource_request: true,
-                verb: ra.get("verb").and_then(Value::as_str).unwrap_or_default().to_string(),
-                namespace: ra.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string(),
-                api_group: ra.get("group").and_then(Value::as_str).unwrap_or_default().to_string(),
-                api_version: ra.get("version").and_then(Value::as_str).unwrap_or_default().to_string(),
-                resource: ra.get("resource").and_then(Value::as_str).unwrap_or_default().to_string(),
-                subresource: ra.get("subresource").and_then(Value::as_str).unwrap_or_default().to_string(),
-                name: ra.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                path: String::new(),
+                verb: ra.get("verb").and_then(Value::as_str).unwrap_or_default(),
+                namespace: ra.get("namespace").and_then(Value::as_str).unwrap_or_default(),
+                api_group: ra.get("group").and_then(Value::as_str).unwrap_or_default(),
+                api_version: ra.get("version").and_then(Value::as_str).unwrap_or_default(),
+                resource: ra.get("resource").and_then(Value::as_str).unwrap_or_default(),
+                subresource: ra.get("subresource").and_then(Value::as_str).unwrap_or_default(),
+                name: ra.get("name").and_then(Value::as_str).unwrap_or_default(),
+                path: "",
             },
             (None, Some(na)) => Attributes {
                 resource_request: false,
-                verb: na.get("verb").and_then(Value::as_str).unwrap_or_default().to_string(),
-                path: na.get("path").and_then(Value::as_str).unwrap_or_default().to_string(),
+                verb: na.get("verb").and_then(Value::as_str).unwrap_or_default(),
+                path: na.get("path").and_then(Value::as_str).unwrap_or_default(),
                 ..Attributes::default()
             },
             _ => {
@@ -1501,8 +1501,9 @@ fn reviews(
         let d = rbac.authorize(subject, &attrs);
         let mut status = Map::new();
         status.insert("allowed".into(), json!(d.allowed));
-        if !d.reason.is_empty() {
-            status.insert("reason".into(), json!(d.reason));
+        let reason = d.reason();
+        if !reason.is_empty() {
+            status.insert("reason".into(), json!(reason));
         }
         Ok(Value::Object(status))
     };

@@ -146,7 +146,7 @@ impl Target {
         }
     }
 
-    fn attributes(&self) -> Attributes {
+    fn attributes(&self) -> Attributes<'_> {
         let (group, resource, sub, ns, name) = match self {
             Target::ServiceAccount { namespace, name } => {
                 ("", "serviceaccounts", "", namespace.as_str(), name.as_str())
@@ -160,12 +160,12 @@ impl Target {
         };
         Attributes {
             resource_request: true,
-            verb: "impersonate".into(),
-            namespace: ns.into(),
-            api_group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            name: name.into(),
+            verb: "impersonate",
+            namespace: ns,
+            api_group: group,
+            resource,
+            subresource: sub,
+            name,
             ..Attributes::default()
         }
     }
@@ -174,10 +174,10 @@ impl Target {
 /// Applies impersonation headers: checks the `impersonate` verb for the requesting user on
 /// each requested user, group, extra and uid (in that order) and returns the new user, or
 /// `None` when the request does not impersonate.
-pub fn impersonate(
+pub fn impersonate<'r>(
     requestor: &UserInfo,
     headers: &HeaderMap,
-    authorize: impl Fn(&UserInfo, &Attributes) -> Decision,
+    authorize: impl Fn(&UserInfo, &Attributes<'_>) -> Decision<'r>,
 ) -> Result<Option<UserInfo>, ApiError> {
     let mut targets = Vec::new();
     let user = headers.get(IMPERSONATE_USER).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -228,10 +228,11 @@ pub fn impersonate(
         let decision = authorize(requestor, &attrs);
         if !decision.allowed {
             let mut msg = attrs.forbidden_message(&requestor.name);
-            if !decision.reason.is_empty() {
-                msg = format!("{msg}: {}", decision.reason);
+            let reason = decision.reason();
+            if !reason.is_empty() {
+                msg = format!("{msg}: {reason}");
             }
-            return Err(ApiError::forbidden(&attrs.api_group, &attrs.resource, &attrs.name, msg));
+            return Err(ApiError::forbidden(attrs.api_group, attrs.resource, attrs.name, msg));
         }
         match t {
             Target::ServiceAccount { namespace, name } => {
@@ -271,8 +272,8 @@ mod tests {
         h
     }
 
-    fn allow_all(_: &UserInfo, _: &Attributes) -> Decision {
-        Decision { allowed: true, reason: String::new() }
+    fn allow_all(_: &UserInfo, _: &Attributes<'_>) -> Decision<'static> {
+        Decision::allow()
     }
 
     fn kubegate() -> UserInfo {
@@ -334,18 +335,15 @@ mod tests {
         let h = headers(&[("impersonate-user", "system:serviceaccount:dev:ci")]);
         let seen = std::cell::RefCell::new(Vec::new());
         let Ok(Some(u)) = impersonate(&kubegate(), &h, |_, a| {
-            seen.borrow_mut().push(a.clone());
-            Decision { allowed: true, reason: String::new() }
+            seen.borrow_mut().push((a.resource.to_string(), a.namespace.to_string(), a.name.to_string()));
+            Decision::allow()
         }) else {
             panic!()
         };
         assert_eq!(u.name, "system:serviceaccount:dev:ci");
         assert_eq!(u.groups, vec!["system:serviceaccounts", "system:serviceaccounts:dev", AUTHENTICATED]);
         let seen = seen.borrow();
-        assert_eq!(
-            (seen[0].resource.as_str(), seen[0].namespace.as_str(), seen[0].name.as_str()),
-            ("serviceaccounts", "dev", "ci")
-        );
+        assert_eq!(seen[0], ("serviceaccounts".to_string(), "dev".to_string(), "ci".to_string()));
     }
 
     #[test]
@@ -360,15 +358,16 @@ mod tests {
     #[test]
     fn each_target_is_checked() {
         let h = headers(&[("impersonate-user", "alice"), ("impersonate-group", "admins")]);
-        let only_users =
-            |_: &UserInfo, a: &Attributes| Decision { allowed: a.resource == "users", reason: String::new() };
+        let only_users = |_: &UserInfo, a: &Attributes<'_>| {
+            if a.resource == "users" { Decision::allow() } else { Decision::deny() }
+        };
         let Err(e) = impersonate(&kubegate(), &h, only_users) else { panic!() };
         assert_eq!(e.code, 403);
         assert_eq!(
             e.message,
             "groups \"admins\" is forbidden: User \"kubegate\" cannot impersonate resource \"groups\" in API group \"\" at the cluster scope"
         );
-        let deny = |_: &UserInfo, _: &Attributes| Decision { allowed: false, reason: String::new() };
+        let deny = |_: &UserInfo, _: &Attributes<'_>| Decision::deny();
         let Err(e) = impersonate(&kubegate(), &headers(&[("impersonate-user", "x")]), deny) else { panic!() };
         assert_eq!(
             e.message,

@@ -50,14 +50,17 @@ impl PolicyRule {
         self.api_groups.iter().any(|g| g == "*" || g == group)
     }
 
-    fn resource_matches(&self, combined: &str, subresource: &str) -> bool {
+    /// `resource` or `resource/subresource`, compared in place; `*/subresource` matches that
+    /// subresource of any resource.
+    fn resource_matches(&self, resource: &str, subresource: &str) -> bool {
         self.resources.iter().any(|r| {
             r == "*"
-                || r == combined
-                || (!subresource.is_empty()
-                    && r.len() == subresource.len() + 2
-                    && r.starts_with("*/")
-                    && r.ends_with(subresource))
+                || if subresource.is_empty() {
+                    r == resource
+                } else {
+                    r.strip_prefix(resource).and_then(|rest| rest.strip_prefix('/')) == Some(subresource)
+                        || r.strip_prefix("*/") == Some(subresource)
+                }
         })
     }
 
@@ -72,45 +75,40 @@ impl PolicyRule {
     }
 
     /// Whether this rule allows the request described by `a`.
-    pub fn allows(&self, a: &Attributes) -> bool {
+    pub fn allows(&self, a: &Attributes<'_>) -> bool {
         if a.resource_request {
-            let combined = if a.subresource.is_empty() {
-                a.resource.clone()
-            } else {
-                format!("{}/{}", a.resource, a.subresource)
-            };
-            self.verb_matches(&a.verb)
-                && self.group_matches(&a.api_group)
-                && self.resource_matches(&combined, &a.subresource)
-                && self.name_matches(&a.name)
+            self.verb_matches(a.verb)
+                && self.group_matches(a.api_group)
+                && self.resource_matches(a.resource, a.subresource)
+                && self.name_matches(a.name)
         } else {
-            self.verb_matches(&a.verb) && self.url_matches(&a.path)
+            self.verb_matches(a.verb) && self.url_matches(a.path)
         }
     }
 }
 
-/// What is being asked (`authorizer.Attributes` less the user).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes {
+/// What is being asked (`authorizer.Attributes` less the user), borrowed from the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attributes<'a> {
     pub resource_request: bool,
-    pub verb: String,
-    pub namespace: String,
-    pub api_group: String,
-    pub api_version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
-    pub path: String,
+    pub verb: &'a str,
+    pub namespace: &'a str,
+    pub api_group: &'a str,
+    pub api_version: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub name: &'a str,
+    pub path: &'a str,
 }
 
-impl Attributes {
+impl Attributes<'_> {
     /// `User "alice" cannot list resource "pods" in API group "" in the namespace "dev"`.
     pub fn forbidden_message(&self, user: &str) -> String {
         if !self.resource_request {
             return format!("User \"{user}\" cannot {} path \"{}\"", self.verb, self.path);
         }
         let resource = if self.subresource.is_empty() {
-            self.resource.clone()
+            self.resource.to_string()
         } else {
             format!("{}/{}", self.resource, self.subresource)
         };
@@ -142,7 +140,13 @@ impl Subject {
             "Group" => user.groups.iter().any(|g| g == &self.name),
             "ServiceAccount" => {
                 let ns = if self.namespace.is_empty() { binding_ns } else { &self.namespace };
-                !ns.is_empty() && user.name == format!("system:serviceaccount:{ns}:{}", self.name)
+                !ns.is_empty()
+                    && user
+                        .name
+                        .strip_prefix("system:serviceaccount:")
+                        .and_then(|rest| rest.strip_prefix(ns))
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        == Some(self.name.as_str())
             }
             _ => false,
         }
@@ -206,11 +210,60 @@ impl Binding {
     }
 }
 
-/// The outcome of an authorization check.
+/// The outcome of an authorization check. Why it was allowed is put into words only when
+/// asked ([`Decision::reason`]): most checks pass and nobody reads their reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     pub allowed: bool,
-    pub reason: String,
+    why: Why<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Why<'a> {
+    Unstated,
+    /// Allowed by this binding (a ClusterRoleBinding when `cluster`) to this subject.
+    Bound {
+        binding: &'a Binding,
+        subject: &'a Subject,
+        cluster: bool,
+    },
+    /// Refused; these role references were missing.
+    Missing(Vec<String>),
+}
+
+impl Decision<'_> {
+    /// Allowed, with no reason to give.
+    pub fn allow() -> Decision<'static> {
+        Decision { allowed: true, why: Why::Unstated }
+    }
+
+    /// Refused, with no reason to give.
+    pub fn deny() -> Decision<'static> {
+        Decision { allowed: false, why: Why::Unstated }
+    }
+
+    /// The authorizer's reason, as the API server words it; empty when there is none.
+    pub fn reason(&self) -> String {
+        match &self.why {
+            Why::Unstated => String::new(),
+            Why::Bound { binding: b, subject, cluster: true } => format!(
+                "RBAC: allowed by ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
+                b.name,
+                b.role_name,
+                subject.describe()
+            ),
+            Why::Bound { binding: b, subject, cluster: false } => format!(
+                "RBAC: allowed by RoleBinding \"{}/{}\" of {} \"{}\" to {}",
+                b.name,
+                b.namespace,
+                b.role_kind,
+                b.role_name,
+                subject.describe()
+            ),
+            Why::Missing(errors) if errors.is_empty() => String::new(),
+            Why::Missing(errors) => format!("RBAC: [{}]", errors.join(", ")),
+        }
+    }
 }
 
 /// The parsed RBAC objects.
@@ -306,60 +359,35 @@ impl RbacIndex {
     }
 
     /// Decides whether `user` may do `attrs`.
-    pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
+    pub fn authorize(&self, user: &UserInfo, attrs: &Attributes<'_>) -> Decision<'_> {
         if user.groups.iter().any(|g| g == MASTERS) {
-            return Decision { allowed: true, reason: String::new() };
+            return Decision::allow();
         }
         let mut errors: Vec<String> = Vec::new();
-        for b in &self.cluster_bindings {
-            let Some(subject) = b.subjects.iter().find(|s| s.applies_to(user, "")) else { continue };
-            if b.role_kind != "ClusterRole" {
-                continue;
-            }
-            match self.role_rules(&b.role_kind, &b.role_name, "") {
-                Ok(rules) => {
-                    if rules.iter().any(|r| r.allows(attrs)) {
-                        return Decision {
-                            allowed: true,
-                            reason: format!(
-                                "RBAC: allowed by ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
-                                b.name,
-                                b.role_name,
-                                subject.describe()
-                            ),
-                        };
-                    }
+        let cluster =
+            self.cluster_bindings.iter().filter(|b| b.role_kind == "ClusterRole").map(|b| (b, true));
+        let namespaced = (!attrs.namespace.is_empty())
+            .then(|| self.bindings.get(attrs.namespace))
+            .flatten()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| (b, false));
+        for (b, is_cluster) in cluster.chain(namespaced) {
+            let ns = if is_cluster { "" } else { b.namespace.as_str() };
+            let Some(subject) = b.subjects.iter().find(|s| s.applies_to(user, ns)) else { continue };
+            match self.role_rules(&b.role_kind, &b.role_name, ns) {
+                Ok(rules) if rules.iter().any(|r| r.allows(attrs)) => {
+                    return Decision {
+                        allowed: true,
+                        why: Why::Bound { binding: b, subject, cluster: is_cluster },
+                    };
                 }
+                Ok(_) => {}
                 Err(e) => errors.push(e),
             }
         }
-        if !attrs.namespace.is_empty() {
-            for b in self.bindings.get(&attrs.namespace).map(Vec::as_slice).unwrap_or_default() {
-                let Some(subject) = b.subjects.iter().find(|s| s.applies_to(user, &b.namespace)) else {
-                    continue;
-                };
-                match self.role_rules(&b.role_kind, &b.role_name, &b.namespace) {
-                    Ok(rules) => {
-                        if rules.iter().any(|r| r.allows(attrs)) {
-                            return Decision {
-                                allowed: true,
-                                reason: format!(
-                                    "RBAC: allowed by RoleBinding \"{}/{}\" of {} \"{}\" to {}",
-                                    b.name,
-                                    b.namespace,
-                                    b.role_kind,
-                                    b.role_name,
-                                    subject.describe()
-                                ),
-                            };
-                        }
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        let reason = if errors.is_empty() { String::new() } else { format!("RBAC: [{}]", errors.join(", ")) };
-        Decision { allowed: false, reason }
+        Decision { allowed: false, why: Why::Missing(errors) }
     }
 
     /// Every rule that applies to `user` in `namespace` (cluster-wide rules included), for
@@ -409,15 +437,22 @@ mod tests {
         }
     }
 
-    fn res(verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
+    fn res<'a>(
+        verb: &'a str,
+        ns: &'a str,
+        group: &'a str,
+        resource: &'a str,
+        sub: &'a str,
+        name: &'a str,
+    ) -> Attributes<'a> {
         Attributes {
             resource_request: true,
-            verb: verb.into(),
-            namespace: ns.into(),
-            api_group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            name: name.into(),
+            verb,
+            namespace: ns,
+            api_group: group,
+            resource,
+            subresource: sub,
+            name,
             ..Attributes::default()
         }
     }
@@ -512,7 +547,7 @@ mod tests {
         assert!(!idx.authorize(&bob, &res("get", "default", "apps", "pods", "", "x")).allowed);
         let d = idx.authorize(&bob, &res("list", "dev", "", "pods", "", ""));
         assert_eq!(
-            d.reason,
+            d.reason(),
             "RBAC: allowed by ClusterRoleBinding \"readers\" of ClusterRole \"pod-reader\" to Group \"readers\""
         );
     }
@@ -535,8 +570,21 @@ mod tests {
         // service account subject defaults to the binding's namespace
         let sa = user("system:serviceaccount:dev:ci", &[]);
         assert!(idx.authorize(&sa, &res("get", "dev", "", "pods", "exec", "x")).allowed);
-        let other_sa = user("system:serviceaccount:default:ci", &[]);
-        assert!(!idx.authorize(&other_sa, &res("get", "dev", "", "pods", "exec", "x")).allowed);
+        for other in [
+            "system:serviceaccount:default:ci",
+            "system:serviceaccount:devx:ci",
+            "system:serviceaccount:dev:ci:x",
+        ] {
+            assert!(
+                !idx.authorize(&user(other, &[]), &res("get", "dev", "", "pods", "exec", "x")).allowed,
+                "{other}"
+            );
+        }
+        let d = idx.authorize(&alice, &res("create", "dev", "", "pods", "exec", "api"));
+        assert_eq!(
+            d.reason(),
+            "RBAC: allowed by RoleBinding \"alice-exec/dev\" of Role \"exec\" to User \"alice\""
+        );
     }
 
     #[test]
@@ -545,14 +593,14 @@ mod tests {
         let alice = user("alice", &[]);
         let d = idx.authorize(&alice, &res("get", "qa", "", "pods", "", "x"));
         assert!(!d.allowed);
-        assert_eq!(d.reason, "RBAC: [role.rbac.authorization.k8s.io \"missing\" not found]");
+        assert_eq!(d.reason(), "RBAC: [role.rbac.authorization.k8s.io \"missing\" not found]");
     }
 
     #[test]
     fn non_resource_urls() {
         let idx = index();
         let u = user("x", &["system:authenticated"]);
-        let path = |p: &str| Attributes { verb: "get".into(), path: p.into(), ..Attributes::default() };
+        let path = |p: &'static str| Attributes { verb: "get", path: p, ..Attributes::default() };
         assert!(idx.authorize(&u, &path("/api")).allowed);
         assert!(idx.authorize(&u, &path("/api/v1")).allowed);
         assert!(idx.authorize(&u, &path("/version")).allowed);

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use kubegate_bench::{Plan, report, run};
 
+/// kube-sim serves the benchmarks from inside this process, so it gets the allocator its own
+/// binary has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: kubegate-bench [--smoke] [--out DIR] [--only micro,throughput,downloads,revocation,watch,cold,audit]"

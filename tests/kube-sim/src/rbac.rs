@@ -227,7 +227,7 @@ enum Why<'a> {
         subject: &'a Subject,
         cluster: bool,
     },
-    /// Refused; these role references were missing.
+    /// Refused, and these role references (at least one) were missing.
     Missing(Vec<String>),
 }
 
@@ -260,7 +260,6 @@ impl Decision<'_> {
                 b.role_name,
                 subject.describe()
             ),
-            Why::Missing(errors) if errors.is_empty() => String::new(),
             Why::Missing(errors) => format!("RBAC: [{}]", errors.join(", ")),
         }
     }
@@ -387,7 +386,7 @@ impl RbacIndex {
                 Err(e) => errors.push(e),
             }
         }
-        Decision { allowed: false, why: Why::Missing(errors) }
+        Decision { allowed: false, why: if errors.is_empty() { Why::Unstated } else { Why::Missing(errors) } }
     }
 
     /// Every rule that applies to `user` in `namespace` (cluster-wide rules included), for

@@ -166,6 +166,9 @@ http {{
     scgi_temp_path {scgi};
     keepalive_requests 1000000;
     keepalive_timeout 120s;
+    # Room for the impersonating location's headers (nginx warns at start with the defaults).
+    proxy_headers_hash_max_size 1024;
+    proxy_headers_hash_bucket_size 128;
 
     upstream kubesim {{
         server {upstream};

@@ -182,7 +182,11 @@ pub async fn run(
                     "{} answered {status} for {url}: {}{}",
                     t.name,
                     String::from_utf8_lossy(&body),
-                    if t.name.starts_with("nginx") { nginx.error_log() } else { String::new() }
+                    if t.name == "nginx" || t.name == NGINX_IMPERSONATING {
+                        nginx.error_log()
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             sizes.push(body.len());

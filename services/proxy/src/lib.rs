@@ -75,17 +75,21 @@ impl From<ConnInfo> for Peer {
 
 impl Proxy {
     /// Routes one request of the public origin.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
         use tracing::Instrument;
-        match kubegate_telemetry::propagation::request_span(
+        let span = kubegate_telemetry::propagation::request_span(
             "proxy",
             req.method().as_str(),
             req.uri().path(),
             req.headers(),
-        ) {
-            Some(span) => self.route(req, peer).instrument(span).await,
-            None => self.route(req, peer).await,
-        }
+        );
+        // Not an `async fn`: its future would keep `req` and `peer` beside the route's future
+        // that they move into.
+        self.route(req, peer).instrument(span.unwrap_or_else(tracing::Span::none))
     }
 
     async fn route(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
@@ -258,10 +262,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         move |info: ConnInfo| {
             let proxy = handler.clone();
             let peer = Peer::from(info);
+            // Combinators, not `async` blocks, which would hold the request's future twice.
             tower::service_fn(move |req: Request<Incoming>| {
-                let proxy = proxy.clone();
-                let peer = peer.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                futures::FutureExt::map(proxy.clone().handle(req, peer.clone()), Ok::<_, Infallible>)
             })
         },
         options,

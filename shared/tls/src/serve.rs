@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -418,15 +419,13 @@ where
             }
         };
         let info = ConnInfo { remote, tls: self.acceptor.is_some() };
-        // Work begins when a request arrives and when its answer is ready (see `spin`).
-        let service = TowerToHyperService::new((self.make)(info).map_future(|answer| {
+        // Work begins when a request arrives and when its answer is ready (see `spin`). A
+        // combinator, not an `async` block: a block would hold the answer's future twice, once
+        // as its capture and once as what it awaits.
+        let service = (self.make)(info).map_future(|answer| {
             crate::spin::touch();
-            async move {
-                let answered = answer.await;
-                crate::spin::touch();
-                answered
-            }
-        }));
+            answer.inspect(|_| crate::spin::touch())
+        });
         match &self.acceptor {
             Some(acceptor) => {
                 let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
@@ -437,10 +436,22 @@ where
                     }
                     Err(_) => return,
                 };
-                let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                let _ = watcher.watch(conn.into_owned()).await;
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    // hyper runs every h2 stream as a task of its own and moves the stream's
+                    // future into it, and within it, at each step of the task's life. Boxed, what
+                    // moves is a pointer; over HTTP/1.1 the future stays in place in the
+                    // connection, so it is not boxed there.
+                    let service = TowerToHyperService::new(service.map_future(FutureExt::boxed));
+                    let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                } else {
+                    let service = TowerToHyperService::new(service);
+                    let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
             }
             None => {
+                let service = TowerToHyperService::new(service);
                 let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let _ = watcher.watch(conn.into_owned()).await;
             }

@@ -150,16 +150,15 @@ fn failed_after_decision(refusal: Refusal) -> Failure {
 pub(crate) async fn handle(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
-    client: &Peer,
-    env_segment: &str,
-    k8s_path: &str,
+    client: Peer,
+    env_segment: String,
+    k8s_path: String,
     request_id: String,
 ) -> Response<ProxyBody> {
     let environment_id = env_segment.parse::<u64>().ok().filter(|id| *id > 0 && env_segment.len() <= 20);
-    let mut draft = Draft::new(request_id, client, environment_id, &req);
-    let k8s_path = k8s_path.to_string();
+    let mut draft = Draft::new(request_id, &client, environment_id, &req);
     let id_header = HeaderValue::from_str(&draft.request_id).ok();
-    let mut response = match serve(&proxy, req, &mut draft, environment_id, env_segment, &k8s_path).await {
+    let mut response = match serve(&proxy, req, &mut draft, environment_id, &env_segment, &k8s_path).await {
         Ok(response) => response,
         Err(failure) => {
             let status = failure.refusal.status().as_u16();

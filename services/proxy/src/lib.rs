@@ -92,7 +92,14 @@ impl Proxy {
         self.route(req, peer).instrument(span.unwrap_or_else(tracing::Span::none))
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+    /// Not an `async fn`: the Kubernetes path's future, the hot one, would otherwise hold the
+    /// request and its parts beside `kubernetes::handle`'s, which holds them too.
+    fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<ProxyBody>> {
+        use futures::future::Either;
         let mut id = uuid::Uuid::encode_buffer();
         let request_id = String::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut id));
         let path = req.uri().path();
@@ -104,15 +111,17 @@ impl Proxy {
         {
             let env = rest[..slash].to_string();
             let k8s_path = rest[slash + KUBERNETES_MARK.len()..].to_string();
-            return kubernetes::handle(self.clone(), req, &peer, &env, &k8s_path, request_id).await;
+            return Either::Left(kubernetes::handle(self, req, peer, env, k8s_path, request_id));
         }
-        if let Some(conflict) = headers::authority_conflict(req.uri(), req.headers()) {
-            return status::rest_error(StatusCode::BAD_REQUEST, &conflict);
-        }
-        match passthrough::route(path) {
-            Some(target) => self.services.forward(target, req, peer.addr, &request_id).await,
-            None => status::rest_error(StatusCode::NOT_FOUND, "no such route"),
-        }
+        Either::Right(async move {
+            if let Some(conflict) = headers::authority_conflict(req.uri(), req.headers()) {
+                return status::rest_error(StatusCode::BAD_REQUEST, &conflict);
+            }
+            match passthrough::route(req.uri().path()) {
+                Some(target) => self.services.forward(target, req, peer.addr, &request_id).await,
+                None => status::rest_error(StatusCode::NOT_FOUND, "no such route"),
+            }
+        })
     }
 }
 

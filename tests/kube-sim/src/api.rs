@@ -218,18 +218,6 @@ fn attributes(info: &RequestInfo) -> Attributes<'_> {
     }
 }
 
-fn forbidden(attrs: &Attributes<'_>, user: &UserInfo, reason: &str) -> ApiError {
-    let mut msg = attrs.forbidden_message(&user.name);
-    if !reason.is_empty() {
-        msg = format!("{msg}: {reason}");
-    }
-    if attrs.resource_request {
-        ApiError::forbidden(attrs.api_group, attrs.resource, attrs.name, msg)
-    } else {
-        ApiError::forbidden("", "", "", msg)
-    }
-}
-
 fn is_stream_subresource(info: &RequestInfo) -> bool {
     info.is_resource
         && info.api_group.is_empty()
@@ -275,13 +263,13 @@ async fn handle(
     let attrs = attributes(&info);
     let decision = rbac.authorize(&user, &attrs);
     if !decision.allowed {
-        return error(&forbidden(&attrs, &user, &decision.reason()));
+        return error(&decision.refusal(&attrs, &user.name));
     }
     if state.websocket_requires_create && is_stream_subresource(&info) && info.verb == "get" {
         let create = Attributes { verb: "create", ..attrs };
         let d = rbac.authorize(&user, &create);
         if !d.allowed {
-            return error(&forbidden(&create, &user, &d.reason()));
+            return error(&d.refusal(&create, &user.name));
         }
     }
     let result = if info.is_resource {

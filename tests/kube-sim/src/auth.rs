@@ -227,12 +227,7 @@ pub fn impersonate<'r>(
         let attrs = t.attributes();
         let decision = authorize(requestor, &attrs);
         if !decision.allowed {
-            let mut msg = attrs.forbidden_message(&requestor.name);
-            let reason = decision.reason();
-            if !reason.is_empty() {
-                msg = format!("{msg}: {reason}");
-            }
-            return Err(ApiError::forbidden(attrs.api_group, attrs.resource, attrs.name, msg));
+            return Err(decision.refusal(&attrs, &requestor.name));
         }
         match t {
             Target::ServiceAccount { namespace, name } => {

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::auth::UserInfo;
 use crate::selectors::LabelSelector;
+use crate::status::ApiError;
 
 /// One rule of a Role or ClusterRole.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -261,6 +262,21 @@ impl Decision<'_> {
                 subject.describe()
             ),
             Why::Missing(errors) => format!("RBAC: [{}]", errors.join(", ")),
+        }
+    }
+
+    /// The 403 the API server answers when this decision refused `user` the request `attrs`:
+    /// the forbidden message, then the reason when there is one.
+    pub fn refusal(&self, attrs: &Attributes<'_>, user: &str) -> ApiError {
+        let mut msg = attrs.forbidden_message(user);
+        let reason = self.reason();
+        if !reason.is_empty() {
+            msg = format!("{msg}: {reason}");
+        }
+        if attrs.resource_request {
+            ApiError::forbidden(attrs.api_group, attrs.resource, attrs.name, msg)
+        } else {
+            ApiError::forbidden("", "", "", msg)
         }
     }
 }

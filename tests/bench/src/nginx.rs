@@ -77,11 +77,14 @@ impl Nginx {
             .map_err(|e| format!("starting nginx: {e}"))?;
         let mut nginx = Nginx { port, child: Some(child), dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // The master listens before it forks its workers; the runs charge nginx with the CPU
+        // time of the processes `pids` finds, so all the workers must be there first.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || nginx.pids().len() < workers() + 1
+        {
             if Instant::now() > deadline {
                 let log = nginx.error_log();
                 nginx.stop();
-                return Err(format!("nginx did not listen on {port}:\n{log}"));
+                return Err(format!("nginx did not listen on {port} with its {} workers:\n{log}", workers()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -129,6 +132,12 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// nginx's worker processes: one per CPU, as `worker_processes auto` gives and as the proxy's
+/// serving threads are by default. Written out so that `start` knows how many to wait for.
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 fn config(port: u16, d: &Path, ca: &Path, site: &NginxSite<'_>) -> String {
     let temp = |name: &str| -> PathBuf { d.join(name) };
     let who = &site.impersonating;
@@ -149,7 +158,7 @@ fn config(port: u16, d: &Path, ca: &Path, site: &NginxSite<'_>) -> String {
     .concat();
     format!(
         r#"# kubegate-bench: nginx as a TLS-terminating reverse proxy to kube-sim.
-worker_processes auto;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {pid};
@@ -187,6 +196,7 @@ http {{
     }}
 }}
 "#,
+        workers = workers(),
         pid = path(&d.join("nginx.pid")),
         error_log = path(&d.join("error.log")),
         body = path(&temp("client_body")),

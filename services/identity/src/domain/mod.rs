@@ -4,7 +4,7 @@ pub mod decide;
 pub mod state;
 
 pub use decide::{Command, Decision, DomainError, Outcome, decide};
-pub use state::IdentityState;
+pub use state::{IdentityState, Session};
 
 #[cfg(test)]
 mod tests;

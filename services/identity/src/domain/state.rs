@@ -23,6 +23,25 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// The signed-in user behind a session token, as both REST APIs (identity's and the kubeconfig
+/// service's) see them: what [`IdentityState::session`] answers.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: u64,
+    pub username: String,
+    pub role: GlobalRole,
+}
+
+impl Session {
+    pub fn is_admin(&self) -> bool {
+        self.role == GlobalRole::Admin
+    }
+
+    pub fn actor(&self) -> kubegate_events::Actor {
+        kubegate_events::Actor::User { id: self.user_id, name: self.username.clone() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Team {
     pub id: u64,
@@ -276,6 +295,15 @@ impl IdentityState {
         let user_id = claims.user_id().map_err(|e| token_refusal(&e, scope))?;
         let user = self.user_accepts(user_id, claims.iat).map_err(|m| format!("token refused: {m}"))?;
         Ok((user, claims))
+    }
+
+    /// The session a presented session token stands for, checked as [`Self::authenticate`] does.
+    pub fn session(&self, token: &str, now: i64) -> Result<Session, String> {
+        self.authenticate(token, Scope::Session, now).map(|(user, _)| Session {
+            user_id: user.id,
+            username: user.username.clone(),
+            role: user.role,
+        })
     }
 }
 

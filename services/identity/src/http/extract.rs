@@ -3,30 +3,13 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use kubegate_events::identity::GlobalRole;
 pub use kubegate_rest::{ApiJson, ClientAddr, Correlation, bearer};
-use kubegate_token::Scope;
 
 use super::AppState;
 use super::error::ApiError;
-
-/// The signed-in user behind a session token.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user_id: u64,
-    pub username: String,
-    pub role: GlobalRole,
-}
+pub use crate::domain::Session;
 
 impl Session {
-    pub fn is_admin(&self) -> bool {
-        self.role == GlobalRole::Admin
-    }
-
-    pub fn actor(&self) -> kubegate_events::Actor {
-        kubegate_events::Actor::User { id: self.user_id, name: self.username.clone() }
-    }
-
     /// Admins, or the user themselves.
     pub fn require_self_or_admin(&self, user_id: u64) -> Result<(), ApiError> {
         if self.is_admin() || self.user_id == user_id {
@@ -45,16 +28,7 @@ impl FromRequestParts<AppState> for Session {
             bearer(parts).ok_or_else(|| ApiError::Unauthorized("sign in first: no bearer token".into()))?;
         let token = token.to_string();
         let now = chrono::Utc::now().timestamp();
-        let result = state
-            .engine
-            .read(move |s| {
-                s.authenticate(&token, Scope::Session, now).map(|(user, _)| Session {
-                    user_id: user.id,
-                    username: user.username.clone(),
-                    role: user.role,
-                })
-            })
-            .await?;
+        let result = state.engine.read(move |s| s.session(&token, now)).await?;
         result.map_err(ApiError::Unauthorized)
     }
 }

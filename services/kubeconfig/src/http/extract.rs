@@ -4,45 +4,19 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use kubegate_events::identity::GlobalRole;
+pub use kubegate_identity::domain::Session;
 pub use kubegate_rest::{ApiJson, ClientAddr, Correlation, Https, bearer};
-use kubegate_token::Scope;
 
 use super::AppState;
 use super::error::{ApiError, HTTPS_REQUIRED, IDENTITY_NOT_READY};
 use crate::engine::Model;
 
-/// The signed-in user behind a session token.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user_id: u64,
-    pub username: String,
-    pub role: GlobalRole,
-}
-
-impl Session {
-    pub fn is_admin(&self) -> bool {
-        self.role == GlobalRole::Admin
+/// Who `token` belongs to, in identity's view as `model` holds it (not trusted: no answer).
+pub fn session_of(model: &Model, token: &SessionToken, now: i64) -> Result<Session, ApiError> {
+    if !model.identity_health().is_ready() {
+        return Err(ApiError::Unavailable(IDENTITY_NOT_READY.into()));
     }
-
-    pub fn actor(&self) -> kubegate_events::Actor {
-        kubegate_events::Actor::User { id: self.user_id, name: self.username.clone() }
-    }
-}
-
-impl Session {
-    /// Who `token` belongs to, in identity's view as `model` holds it (not trusted: no answer).
-    pub fn of(model: &Model, token: &SessionToken, now: i64) -> Result<Session, ApiError> {
-        if !model.identity_health().is_ready() {
-            return Err(ApiError::Unavailable(IDENTITY_NOT_READY.into()));
-        }
-        model
-            .identity
-            .state
-            .authenticate(&token.0, Scope::Session, now)
-            .map(|(user, _)| Session { user_id: user.id, username: user.username.clone(), role: user.role })
-            .map_err(ApiError::Unauthorized)
-    }
+    model.identity.state.session(&token.0, now).map_err(ApiError::Unauthorized)
 }
 
 /// The bearer token of a request, not yet checked: for a handler that checks it in the same
@@ -65,7 +39,7 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = SessionToken::from_request_parts(parts, state).await?;
         let now = chrono::Utc::now().timestamp();
-        state.engine.read(move |m| Session::of(m, &token, now)).await?
+        state.engine.read(move |m| session_of(m, &token, now)).await?
     }
 }
 

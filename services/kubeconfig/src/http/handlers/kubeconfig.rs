@@ -11,7 +11,7 @@ use kubegate_identity::rpc::{ISSUE_TOKEN_SUBJECT, IssueTokenRequest, IssuedToken
 use super::origin;
 use crate::domain::{Chosen, Command, choose};
 use crate::http::download::{Format, content_disposition, negotiate, parse_selection};
-use crate::http::extract::{ClientAddr, Correlation, Https, Session, SessionToken};
+use crate::http::extract::{ClientAddr, Correlation, Https, Session, SessionToken, session_of};
 use crate::http::{ApiError, AppState};
 use crate::kubeconfig_file::{BearerToken, Environment, KubeconfigRequest, render};
 
@@ -34,7 +34,7 @@ pub async fn download(
     let (session, chosen): (Session, Vec<Chosen>) = state
         .engine
         .read(move |m| {
-            let session = Session::of(m, &token, now)?;
+            let session = session_of(m, &token, now)?;
             let selection = selection?;
             let chosen = choose(&m.environments, &m.identity.state, session.user_id, &selection)?;
             Ok::<_, ApiError>((session, chosen))

@@ -46,9 +46,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let endpoint = public_endpoint(&config)?;
     let tls = config.tls.load(&[b"h2", b"http/1.1"]).map_err(Error::Config)?;
     // `GET /state` on the admin listener: the summary `kubegate replay verify` compares.
-    let state_of: Arc<std::sync::OnceLock<Engine>> = Arc::default();
-    let admin =
-        axum::Router::new().route("/state", axum::routing::get(state_summary)).with_state(state_of.clone());
+    let (admin, state_of) =
+        kubegate_config::state_route("the log is being replayed", |engine: Engine| async move {
+            engine
+                .read(|m| summary::summary(&m.environments, &m.identity.state))
+                .await
+                .map_err(|e| e.to_string())
+        });
     let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
         kubegate_config::begin_with_admin("kubeconfig", &config.telemetry, config.listen, &shutdown, admin)
             .await?;
@@ -97,17 +101,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     bus.flush().await;
     tasks.shutdown().await;
     Ok(())
-}
-
-/// `GET /state`: the summary of the service's read models (503 until the log is replayed).
-async fn state_summary(
-    axum::extract::State(engine): axum::extract::State<Arc<std::sync::OnceLock<Engine>>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let unavailable = |m: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, m).into_response();
-    let Some(engine) = engine.get() else { return unavailable("the log is being replayed".into()) };
-    match engine.read(|m| summary::summary(&m.environments, &m.identity.state)).await {
-        Ok(summary) => axum::Json(summary).into_response(),
-        Err(e) => unavailable(e.to_string()),
-    }
 }

@@ -161,9 +161,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let replica = config.replica_id.clone().unwrap_or_else(default_replica_id);
     // `GET /state` on the admin listener: the cache's summary, what `kubegate replay verify`
     // compares with the logs.
-    let state_of: Arc<std::sync::OnceLock<Arc<Cache>>> = Arc::default();
-    let admin =
-        axum::Router::new().route("/state", axum::routing::get(state_summary)).with_state(state_of.clone());
+    let (admin, state_of) =
+        kubegate_config::state_route("starting", |cache: Arc<Cache>| async move { Ok(cache.summary()) });
     let kubegate_config::Basics { telemetry: _telemetry, readiness, listener, mut tasks } =
         kubegate_config::begin_with_admin("proxy", &config.telemetry, config.listen, &shutdown, admin)
             .await?;
@@ -294,17 +293,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     bus.flush().await;
     tasks.shutdown().await;
     Ok(())
-}
-
-/// `GET /state`: the summary of this replica's cache.
-async fn state_summary(
-    axum::extract::State(cache): axum::extract::State<Arc<std::sync::OnceLock<Arc<Cache>>>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match cache.get() {
-        Some(cache) => axum::Json(cache.summary()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
-    }
 }
 
 fn default_replica_id() -> String {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::{Args, Parser};
@@ -321,6 +321,35 @@ pub async fn begin(
     begin_with_admin(service, telemetry, listen, shutdown, axum::Router::new()).await
 }
 
+/// The admin listener's `GET /state`, the summary of a service's read model that `kubegate replay
+/// verify` compares with the logs: a router for [`begin_with_admin`], and the cell the service
+/// fills once its model is replayed. Until then it answers 503 with `pending`; when `summary`
+/// fails, 503 with its error.
+pub fn state_route<T, S, F, Fut>(pending: &'static str, summary: F) -> (axum::Router, Arc<OnceLock<T>>)
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<S, String>> + Send + 'static,
+    S: serde::Serialize,
+{
+    use axum::response::IntoResponse;
+    let cell: Arc<OnceLock<T>> = Arc::default();
+    let model = cell.clone();
+    let answer = move || {
+        let (model, summary) = (model.clone(), summary.clone());
+        async move {
+            let unavailable =
+                |why: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+            let Some(model) = model.get().cloned() else { return unavailable(pending.into()) };
+            match summary(model).await {
+                Ok(summary) => axum::Json(summary).into_response(),
+                Err(why) => unavailable(why),
+            }
+        }
+    };
+    (axum::Router::new().route("/state", axum::routing::get(answer)), cell)
+}
+
 /// [`begin`], with `extra` routes on the admin listener (e.g. `/state`, what `kubegate replay
 /// verify` compares with the logs).
 pub async fn begin_with_admin(
@@ -344,4 +373,39 @@ pub async fn begin_with_admin(
         tasks.spawn(kubegate_telemetry::serve_admin(admin, router, shutdown.clone()));
     }
     Ok(Basics { telemetry: guard, readiness, listener, tasks })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get_state(router: &axum::Router) -> (StatusCode, String) {
+        let request = Request::get("/state").body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn state_route_waits_for_the_model_then_answers_its_summary_or_why_not() {
+        let failing = Arc::new(AtomicBool::new(false));
+        let fail = failing.clone();
+        let (router, cell) = state_route("still replaying", move |model: Arc<Vec<u64>>| {
+            let fail = fail.load(Ordering::SeqCst);
+            async move { if fail { Err("the model is gone".to_string()) } else { Ok(model.iter().sum::<u64>()) } }
+        });
+        assert_eq!(get_state(&router).await, (StatusCode::SERVICE_UNAVAILABLE, "still replaying".into()));
+        assert!(cell.set(Arc::new(vec![1, 2, 39])).is_ok());
+        assert_eq!(get_state(&router).await, (StatusCode::OK, "42".into()));
+        failing.store(true, Ordering::SeqCst);
+        assert_eq!(get_state(&router).await, (StatusCode::SERVICE_UNAVAILABLE, "the model is gone".into()));
+    }
 }

@@ -22,6 +22,17 @@ pub struct NatsConfig {
     /// its own (`_INBOX_kubegate_<service>`) so the bus permissions can let it read only its
     /// own replies: a stolen proxy credential cannot read kubeconfig's token answers.
     pub inbox_prefix: Option<String>,
+    /// Subject prefix of the replies to this connection's RPC requests (`Bus::request`), when
+    /// they must not go to its inbox: `kubegate.rpc.replies.<service>`. The bus permissions let
+    /// the asked service publish there, and only there, rather than grant it `allow_responses`.
+    /// `None`: replies come to the inbox.
+    pub rpc_reply_prefix: Option<String>,
+}
+
+/// The subject prefix of the answers to a kubegate service's RPC requests: the permissions in
+/// `deploy/` let the answering service publish there and only `service` subscribe there.
+pub fn service_rpc_reply_prefix(service: &str) -> String {
+    format!("kubegate.rpc.replies.{service}")
 }
 
 /// The reply-inbox prefix of a kubegate service (`identity`, `kubeconfig`, `proxy`, `audit`):
@@ -35,11 +46,13 @@ impl NatsConfig {
         NatsConfig { url: url.into(), name: name.into(), ..Default::default() }
     }
 
-    /// Uses `service`'s own reply-inbox prefix unless one is configured already.
+    /// Uses `service`'s own reply-inbox prefix unless one is configured already, and its own
+    /// subjects for the answers to its RPC requests.
     pub fn with_service_inbox(mut self, service: &str) -> NatsConfig {
         if self.inbox_prefix.is_none() {
             self.inbox_prefix = Some(service_inbox_prefix(service));
         }
+        self.rpc_reply_prefix = Some(service_rpc_reply_prefix(service));
         self
     }
 }
@@ -55,6 +68,7 @@ impl fmt::Debug for NatsConfig {
             .field("tls_ca", &self.tls_ca)
             .field("tls_cert", &self.tls_cert)
             .field("inbox_prefix", &self.inbox_prefix)
+            .field("rpc_reply_prefix", &self.rpc_reply_prefix)
             .finish()
     }
 }

@@ -39,6 +39,8 @@ pub struct Bus {
     /// The streams this process keeps (asked for with `ensure_stream`), by name: a producer
     /// whose stream disappears under it can recreate it (`ensure_known_stream`).
     known: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, StreamDef>>>,
+    /// Where the answers to this connection's RPC requests go (`NatsConfig::rpc_reply_prefix`).
+    rpc_replies: Option<std::sync::Arc<str>>,
 }
 
 impl Bus {
@@ -109,7 +111,18 @@ impl Bus {
             .timeout(Duration::from_secs(2))
             .max_ack_inflight(4096)
             .build(client.clone());
-        Ok(Bus { client, js, state: rx, known: Default::default() })
+        Ok(Bus {
+            client,
+            js,
+            state: rx,
+            known: Default::default(),
+            rpc_replies: config.rpc_reply_prefix.as_deref().map(std::sync::Arc::from),
+        })
+    }
+
+    /// Where the answers to this connection's RPC requests go, when not to its inbox.
+    pub(crate) fn rpc_reply_subject_prefix(&self) -> Option<&str> {
+        self.rpc_replies.as_deref()
     }
 
     pub fn client(&self) -> &async_nats::Client {

@@ -10,7 +10,7 @@ pub mod rpc;
 pub mod sequencer;
 pub mod streams;
 
-pub use config::{NatsConfig, service_inbox_prefix};
+pub use config::{NatsConfig, service_inbox_prefix, service_rpc_reply_prefix};
 pub use connection::{Bus, BusError, ConnectionState};
 pub use feed::{Feed, FeedError, FeedItem};
 pub use publish::{Encoded, Outgoing, PublishError};

@@ -92,6 +92,7 @@ impl NatsArgs {
             tls_cert: self.nats_cert.clone(),
             tls_key: self.nats_key.clone(),
             inbox_prefix: self.nats_inbox_prefix.clone(),
+            rpc_reply_prefix: None,
         }
     }
 }

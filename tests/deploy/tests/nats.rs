@@ -528,7 +528,7 @@ async fn the_bus_rules_hold_on_a_real_server() {
     // Nor may it read the answers: each service has its own reply inbox, and may subscribe only
     // to that one.
     let mut snoops = Vec::new();
-    for subject in ["_INBOX_kubegate_kubeconfig.>", "_INBOX.>", ">"] {
+    for subject in ["_INBOX_kubegate_kubeconfig.>", "kubegate.rpc.replies.kubeconfig.>", "_INBOX.>", ">"] {
         snoops.push((subject, proxy.client().subscribe(subject).await.unwrap()));
     }
     assert_eq!(ask(kubeconfig.clone()).await.unwrap()["token"], "t");
@@ -536,6 +536,29 @@ async fn the_bus_rules_hold_on_a_real_server() {
         let read = tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut sub)).await;
         assert!(read.is_err(), "the proxy read {subject}: a token answer meant for kubeconfig");
     }
+    // Identity answers on kubeconfig's reply subjects only: it cannot reach kubeconfig's inbox
+    // (where kubeconfig's JetStream reads arrive), and nobody else can forge an answer there.
+    let forged_answers = [
+        ("identity", &identity, "_INBOX_kubegate_kubeconfig.forged"),
+        ("proxy", &proxy, "kubegate.rpc.replies.kubeconfig.forged"),
+        ("audit", &audit, "kubegate.rpc.replies.kubeconfig.forged"),
+    ];
+    for (who, bus, subject) in forged_answers {
+        let mut listening = kubeconfig.client().subscribe(subject).await.unwrap();
+        kubeconfig.client().flush().await.unwrap();
+        bus.client().publish(subject, "forged".into()).await.unwrap();
+        bus.client().flush().await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut listening)).await;
+        assert!(read.is_err(), "{who} published on {subject}");
+    }
+    // The check above can fail: identity's own answer subject does reach kubeconfig.
+    let mut listening = kubeconfig.client().subscribe("kubegate.rpc.replies.kubeconfig.probe").await.unwrap();
+    kubeconfig.client().flush().await.unwrap();
+    identity.client().publish("kubegate.rpc.replies.kubeconfig.probe", "answer".into()).await.unwrap();
+    identity.client().flush().await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut listening)).await;
+    assert!(matches!(read, Ok(Some(_))), "identity's answers do not reach kubeconfig:\n{}", server.log());
 
     // Nobody deletes, purges or re-shapes a stream, not even its producer; nobody makes new ones.
     let js_denied: Vec<(&str, Attempt)> = vec![

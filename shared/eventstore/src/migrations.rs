@@ -10,6 +10,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "eventstore/0002_append_function.sql",
         include_str!("../../../schemas/sql/eventstore/0002_append_function.sql"),
     ),
+    (
+        "eventstore/0003_the_log_is_the_outbox.sql",
+        include_str!("../../../schemas/sql/eventstore/0003_the_log_is_the_outbox.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x6b67_6d69_6772_6174; // "kgmigrat"

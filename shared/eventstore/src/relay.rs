@@ -1,7 +1,8 @@
 //! The outbox relay: publishes committed events to JetStream in log order, with `Nats-Msg-Id` =
-//! event id, and forgets an outbox row only once the bus has acknowledged it. One relay per
-//! database is active at a time (a session advisory lock); the others stand by. Woken by
-//! LISTEN/NOTIFY, with a periodic sweep as a safety net.
+//! event id. The log is its own outbox: the relay reads it after the last position the bus
+//! acknowledged, which it learns from the stream's last message when it takes the lead. One
+//! relay per database is active at a time (a session advisory lock); the others stand by. Woken
+//! by LISTEN/NOTIFY, with a periodic sweep as a safety net.
 //!
 //! Before relaying, the active relay holds the stream against the log: the log is the truth, so
 //! a stream that lost events (NATS lost its store, the stream was removed) gets them published
@@ -19,7 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventStore, OutboxSession, pg_message};
+use crate::store::{EventStore, LogTail, pg_message};
 
 const RELAY_LOCK: i64 = 0x6b67_6f75_7462_6f78; // "kgoutbox"
 const BATCH: usize = 1024;
@@ -34,6 +35,9 @@ pub struct RelayStatus {
     pub failing: bool,
     /// Events published since start.
     pub published: u64,
+    /// The last log position the stream is known to hold: what it held when this relay last
+    /// took the lead, then what the bus acknowledged since (0 until it first leads).
+    pub through: u64,
     /// The stream holds events this log does not have: nothing is published.
     pub diverged: bool,
 }
@@ -46,8 +50,8 @@ pub struct OutboxRelay {
 
 /// How the stream stands against the log.
 enum Reconciled {
-    /// In line; `requeued` events the stream lacked are queued again.
-    Ready { requeued: u64 },
+    /// In line: the stream holds the log up to `through`; `behind` events follow it in the log.
+    Ready { through: u64, behind: u64 },
     /// The stream holds another history; why.
     Diverged(String),
 }
@@ -83,11 +87,8 @@ impl OutboxRelay {
 
     async fn run(self, shutdown: CancellationToken, status: watch::Sender<RelayStatus>) {
         let mut backoff = Duration::from_millis(100);
-        // Positions the bus acknowledged whose outbox rows are not deleted yet: the next drain
-        // deletes them, also after a lost connection.
-        let mut done = Vec::new();
         while !shutdown.is_cancelled() {
-            match self.lead(&shutdown, &status, &mut done).await {
+            match self.lead(&shutdown, &status).await {
                 Ok(()) => return,
                 Err(message) => {
                     status.send_modify(|s| {
@@ -106,12 +107,11 @@ impl OutboxRelay {
     }
 
     /// Holds a dedicated connection: takes the relay lock (or waits for it), listens for new
-    /// events, and drains the outbox until shutdown or a connection failure.
+    /// events, and publishes the log's new events until shutdown or a connection failure.
     async fn lead(
         &self,
         shutdown: &CancellationToken,
         status: &watch::Sender<RelayStatus>,
-        done: &mut Vec<i64>,
     ) -> Result<(), String> {
         let (client, mut connection) =
             self.store.pg_config().connect(NoTls).await.map_err(|e| pg_message(&e))?;
@@ -132,15 +132,16 @@ impl OutboxRelay {
                 lost.cancel();
             })
         };
-        let session = match OutboxSession::open(client).await {
-            Ok(session) => session,
+        let tail = match LogTail::open(client).await {
+            Ok(tail) => tail,
             Err(e) => {
                 driver.abort();
                 return Err(e.to_string());
             }
         };
-        let client = session.client();
-        let mut in_line = false;
+        let client = tail.client();
+        // The last position the stream holds, once it is held against the log.
+        let mut through = None;
         let result = async {
             // Become the one relay of this database.
             loop {
@@ -161,22 +162,16 @@ impl OutboxRelay {
             client.batch_execute("LISTEN kubegate_outbox").await.map_err(|e| pg_message(&e))?;
             status.send_modify(|s| s.leader = true);
             tracing::info!("outbox relay active");
-            // What the bus acknowledged before a lost connection is forgotten first, so that
-            // holding the stream against the log (below) queues it again if the stream lacks it.
-            if !done.is_empty() {
-                session.next(done, 0).await.map_err(|e| e.to_string())?;
-                done.clear();
-            }
-            if !self.hold_stream_to_log(shutdown, &lost, status).await? {
+            let Some(held) = self.hold_stream_to_log(shutdown, &lost, status).await? else {
                 return Ok(());
-            }
-            in_line = true;
+            };
+            let through = through.insert(held);
             let mut backoff = Duration::from_millis(50);
             loop {
                 if lost.is_cancelled() {
                     return Err("connection lost".to_string());
                 }
-                match self.drain_once(&session, done, status).await {
+                match self.drain_once(&tail, through, status).await {
                     Ok(0) => {
                         backoff = Duration::from_millis(50);
                         tokio::select! {
@@ -201,10 +196,10 @@ impl OutboxRelay {
             }
         }
         .await;
-        if shutdown.is_cancelled() && in_line {
-            // Last drain with a deadline: whatever is left stays in the outbox for next time.
+        if let (true, Some(through)) = (shutdown.is_cancelled(), through.as_mut()) {
+            // Last drain with a deadline: whatever is left stays in the log for the next leader.
             let _ = tokio::time::timeout(Duration::from_secs(3), async {
-                while let Ok(n) = self.drain_once(&session, done, status).await {
+                while let Ok(n) = self.drain_once(&tail, through, status).await {
                     if n == 0 {
                         break;
                     }
@@ -216,14 +211,14 @@ impl OutboxRelay {
         result
     }
 
-    /// Waits until the stream is in line with the log (queueing again what it lacks); false when
-    /// shutdown came first.
+    /// Waits until the stream is in line with the log and returns the last position it holds;
+    /// `None` when shutdown came first.
     async fn hold_stream_to_log(
         &self,
         shutdown: &CancellationToken,
         lost: &CancellationToken,
         status: &watch::Sender<RelayStatus>,
-    ) -> Result<bool, String> {
+    ) -> Result<Option<u64>, String> {
         let stream = self.stream.as_str();
         let mut backoff = Duration::from_millis(25);
         loop {
@@ -231,18 +226,19 @@ impl OutboxRelay {
                 // Nothing to ask yet (a request now would only wait for its timeout).
                 let mut state = self.bus.watch_state();
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = shutdown.cancelled() => return Ok(None),
                     _ = lost.cancelled() => return Err("connection lost".to_string()),
                     _ = state.wait_for(|s| matches!(s, kubegate_bus::ConnectionState::Connected)) => {}
                 }
             }
             let wait = match self.reconcile().await {
-                Ok(Reconciled::Ready { requeued }) => {
-                    if requeued > 0 {
-                        tracing::warn!(
+                Ok(Reconciled::Ready { through, behind }) => {
+                    if behind > 0 {
+                        tracing::info!(
                             stream,
-                            requeued,
-                            "the stream lacked events of the log; publishing them again"
+                            through,
+                            behind,
+                            "publishing the log's events after the stream's last"
                         );
                     }
                     if status.borrow().diverged {
@@ -251,9 +247,12 @@ impl OutboxRelay {
                             "the stream is in line with the log again; publishing resumes"
                         );
                     }
-                    status.send_modify(|s| s.diverged = false);
+                    status.send_modify(|s| {
+                        s.diverged = false;
+                        s.through = through;
+                    });
                     metrics::gauge!("kubegate_outbox_stream_diverged").set(0.0);
-                    return Ok(true);
+                    return Ok(Some(through));
                 }
                 Ok(Reconciled::Diverged(why)) => {
                     if !status.borrow().diverged {
@@ -286,7 +285,7 @@ impl OutboxRelay {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(false),
+                _ = shutdown.cancelled() => return Ok(None),
                 _ = lost.cancelled() => return Err("connection lost".to_string()),
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -320,21 +319,20 @@ impl OutboxRelay {
                 }
             }
         };
-        let requeued = self.store.requeue_after(after).await.map_err(|e| e.to_string())?;
-        Ok(Reconciled::Ready { requeued })
+        let last = self.store.last_position().await.map_err(|e| e.to_string())?;
+        Ok(Reconciled::Ready { through: after, behind: last.saturating_sub(after) })
     }
 
-    /// Deletes the outbox rows of `done`, then publishes the next batch and leaves its
-    /// acknowledged positions in `done`; returns how many events it published. A relay that
-    /// keeps up makes one round trip to the database per batch.
+    /// Publishes the next batch of the log after `through` and moves `through` to the last
+    /// position the bus acknowledged; returns how many events it published. A relay that keeps
+    /// up makes one read of the log per batch.
     async fn drain_once(
         &self,
-        session: &OutboxSession,
-        done: &mut Vec<i64>,
+        tail: &LogTail,
+        through: &mut u64,
         status: &watch::Sender<RelayStatus>,
     ) -> Result<usize, String> {
-        let batch = session.next(done, BATCH).await.map_err(|e| e.to_string())?;
-        done.clear();
+        let batch = tail.after(*through, BATCH).await.map_err(|e| e.to_string())?;
         metrics::gauge!("kubegate_outbox_batch_pending").set(batch.len() as f64);
         if batch.is_empty() {
             status.send_modify(|s| s.failing = false);
@@ -346,10 +344,13 @@ impl OutboxRelay {
             Ok(()) => (batch.len(), None),
             Err(e) => (e.published, Some(e.to_string())),
         };
-        if published > 0 {
-            done.extend(batch[..published].iter().map(|(_, e)| e.position as i64));
+        if let Some((_, last)) = published.checked_sub(1).and_then(|i| batch.get(i)) {
+            *through = last.position;
             metrics::counter!("kubegate_outbox_published_total").increment(published as u64);
-            status.send_modify(|s| s.published += published as u64);
+            status.send_modify(|s| {
+                s.published += published as u64;
+                s.through = last.position;
+            });
         }
         match error {
             None => {

@@ -13,12 +13,18 @@ use uuid::Uuid;
 
 use crate::migrations;
 
-/// The columns `row_to_envelope` reads, followed by the rest of a statement (a literal).
+/// The columns `row_to_envelope` reads (then any more columns, given first), followed by the
+/// rest of a statement (literals).
 macro_rules! select_events {
     ($rest:literal) => {
+        select_events!("", $rest)
+    };
+    ($more:literal, $rest:literal) => {
         concat!(
             "SELECT position, id, stream, sequence, type, version, occurred_at, actor::text,
-        correlation_id, payload::text FROM kubegate_events ",
+        correlation_id, payload::text",
+            $more,
+            " FROM kubegate_events ",
             $rest
         )
     };
@@ -244,7 +250,7 @@ impl EventStore {
         }
     }
 
-    /// One statement, one round trip: `kubegate_append` (schemas/sql/eventstore/0002) does the
+    /// One statement, one round trip: `kubegate_append` (schemas/sql/eventstore/0003) does the
     /// whole append server-side, as its own transaction.
     async fn try_append(&self, appends: &[StreamAppend]) -> Result<Vec<RawEnvelope>, AppendFailure> {
         let client = self.pool.get().await.map_err(|e| AppendFailure::Store(pool_error(e)))?;
@@ -385,80 +391,47 @@ impl EventStore {
         Ok(rows(&client, sql, &[&(position as i64)]).await?.first().map(|r| r.get::<_, Uuid>(0)))
     }
 
-    /// Queues every event after `position` for publishing again (those still queued stay as they
-    /// are); returns how many were queued anew.
-    pub async fn requeue_after(&self, position: u64) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let sql = "INSERT INTO kubegate_outbox (position) \
-                   SELECT position FROM kubegate_events WHERE position > $1 ON CONFLICT DO NOTHING";
-        client.execute(sql, &[&(position as i64)]).await.map_err(StoreError::from_pg)
-    }
-
     /// The last position in the log (0 when empty).
     pub async fn last_position(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let sql = "SELECT COALESCE(MAX(position), 0) FROM kubegate_events";
         Ok(rows(&client, sql, &[]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
-
-    /// Events committed but not yet acknowledged by the bus.
-    pub async fn outbox_pending(&self) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let sql = "SELECT COUNT(*) FROM kubegate_outbox";
-        Ok(rows(&client, sql, &[]).await?.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
-    }
 }
 
 /// The outbox relay's own connection to the log, on which it takes its lock, listens for new
-/// events and drains the outbox.
-///
-/// Deleting outbox rows does not wait for the disk here (`synchronous_commit = off`, this
-/// connection only; appends still wait). Should PostgreSQL stop before a deletion is written,
-/// the row comes back and its event is published again with the same `Nats-Msg-Id`: the stream
-/// drops it within its duplicate window, and past that window readers skip a position they
-/// already hold. So a lost deletion costs one message again, never an event, and each batch the
-/// relay forgets saves the log a flush to disk.
-pub(crate) struct OutboxSession {
+/// events and reads the log after the last position the bus acknowledged. The log is its own
+/// outbox: positions are handed out and committed in the same order, so what follows a
+/// position is exactly what has not been published yet.
+pub(crate) struct LogTail {
     client: tokio_postgres::Client,
     next: tokio_postgres::Statement,
 }
 
-impl OutboxSession {
-    pub(crate) async fn open(client: tokio_postgres::Client) -> Result<OutboxSession, StoreError> {
-        client.batch_execute("SET synchronous_commit = off").await.map_err(StoreError::from_pg)?;
-        // The pending positions first, then each event by its key: a join lets the planner
-        // merge-join (or hash) the whole log on every drain, a cost that grows with the log. The
-        // query sees the outbox as it was before the deletion, so `done` is left out by hand.
+impl LogTail {
+    pub(crate) async fn open(client: tokio_postgres::Client) -> Result<LogTail, StoreError> {
         let next = client
-            .prepare(
-                "WITH done AS (DELETE FROM kubegate_outbox WHERE position = ANY ($1))
-                 SELECT e.position, e.id, e.stream, e.sequence, e.type, e.version, e.occurred_at,
-                        e.actor::text, e.correlation_id, e.payload::text, e.subject
-                 FROM kubegate_events e
-                 WHERE e.position = ANY (ARRAY (
-                     SELECT position FROM kubegate_outbox WHERE position <> ALL ($1)
-                     ORDER BY position LIMIT $2))
-                 ORDER BY e.position",
-            )
+            .prepare(select_events!(", subject", "WHERE position > $1 ORDER BY position LIMIT $2"))
             .await
             .map_err(StoreError::from_pg)?;
-        Ok(OutboxSession { client, next })
+        Ok(LogTail { client, next })
     }
 
     pub(crate) fn client(&self) -> &tokio_postgres::Client {
         &self.client
     }
 
-    /// Forgets the outbox rows of `done` (events the bus has acknowledged) and returns up to
-    /// `limit` of the events still to publish, in log order: one statement, so a relay that
-    /// keeps up makes one round trip per batch.
-    pub(crate) async fn next(
+    /// Up to `limit` events after `position`, in log order, each with its subject.
+    pub(crate) async fn after(
         &self,
-        done: &[i64],
+        position: u64,
         limit: usize,
     ) -> Result<Vec<(String, RawEnvelope)>, StoreError> {
-        let found =
-            self.client.query(&self.next, &[&done, &(limit as i64)]).await.map_err(StoreError::from_pg)?;
+        let found = self
+            .client
+            .query(&self.next, &[&(position as i64), &(limit as i64)])
+            .await
+            .map_err(StoreError::from_pg)?;
         found.iter().map(|r| Ok((r.get::<_, String>(10), row_to_envelope(r)?))).collect()
     }
 }

@@ -1,4 +1,4 @@
-//! The event log and its outbox against real PostgreSQL and a real nats-server.
+//! The event log and its relay against real PostgreSQL and a real nats-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use futures::StreamExt;
 use kubegate_bus::{Bus, NatsConfig, StreamDef};
 use kubegate_events::identity::{IdentityEvent, UserDisabled, UserEnabled};
 use kubegate_events::{Actor, DomainEvent, Envelope, RawEnvelope};
-use kubegate_eventstore::{EventStore, Expected, OutboxRelay, StoreError, StreamAppend};
+use kubegate_eventstore::{EventStore, Expected, OutboxRelay, RelayHandle, StoreError, StreamAppend};
 use kubegate_testsupport::nats::NatsServer;
 use kubegate_testsupport::postgres::TestDb;
 use kubegate_testsupport::wait;
@@ -76,7 +76,6 @@ async fn a_conflict_writes_nothing() {
     assert!(matches!(err, StoreError::Conflict { actual: 1, .. }));
     assert_eq!(store.last_position().await.unwrap(), 1);
     assert!(store.load_stream("user-2").await.unwrap().is_empty());
-    assert_eq!(store.outbox_pending().await.unwrap(), 1);
     // Any skips the check.
     store.append(&[append("user-1", Expected::Any, vec![ev(5)])]).await.unwrap();
     assert_eq!(store.last_position().await.unwrap(), 2);
@@ -152,22 +151,17 @@ async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
         store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
         version += 1;
     }
-    wait::until("first 20 published", Duration::from_secs(10), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    published(&store, &[&relay], "first 20 published", 10).await;
 
     nats.stop();
     for i in 20..70 {
         store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
         version += 1;
     }
-    assert!(store.outbox_pending().await.unwrap() > 0, "nothing can be published while NATS is down");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(relay.status.borrow().through, 20, "nothing can be published while NATS is down");
     nats.start();
-    wait::until("outbox drained after NATS returned", Duration::from_secs(20), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    published(&store, &[&relay], "all published after NATS returned", 20).await;
 
     // A second relay on the same database (a second replica) must not double-publish.
     let relay2 = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
@@ -175,10 +169,7 @@ async fn events_committed_while_nats_is_down_reach_the_stream_exactly_once() {
         store.append(&[append("user-1", Expected::version(version), vec![ev(i)])]).await.unwrap();
         version += 1;
     }
-    wait::until("last 10 published", Duration::from_secs(10), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    published(&store, &[&relay, &relay2], "last 10 published", 10).await;
 
     let msgs = stream_messages(&bus, "KUBEGATE_IDENTITY").await;
     let positions: Vec<u64> = msgs.iter().map(|m| m.position).collect();
@@ -198,14 +189,20 @@ async fn append_users(store: &EventStore, range: std::ops::Range<u64>) {
     }
 }
 
-/// Runs a relay of `store` until its outbox is empty, then stops it.
+/// Waits (up to `secs`) until one of `relays` reports the stream holding the whole log.
+async fn published(store: &EventStore, relays: &[&RelayHandle], what: &str, secs: u64) {
+    wait::until(what, Duration::from_secs(secs), || async {
+        let last = store.last_position().await.unwrap();
+        relays.iter().any(|r| r.status.borrow().through == last).then_some(())
+    })
+    .await;
+}
+
+/// Runs a relay of `store` until the stream holds the whole log, then stops it.
 async fn relay_all(store: &EventStore, bus: &Bus) {
     let shutdown = CancellationToken::new();
     let relay = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
-    wait::until("published", Duration::from_secs(10), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    published(store, &[&relay], "published", 10).await;
     shutdown.cancel();
     relay.join().await;
 }
@@ -317,7 +314,6 @@ async fn two_writers_appending_at_once_get_gap_free_positions_and_one_winner_per
     assert_eq!(winners, 1, "exactly one writer creates the stream");
     let all = a.read_after(0, 1000).await.unwrap();
     assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=121).collect::<Vec<_>>());
-    assert_eq!(a.outbox_pending().await.unwrap(), 121);
 }
 
 /// How many sequential scans PostgreSQL counted on the log so far (backends report their
@@ -353,10 +349,7 @@ async fn a_log_that_grows_from_empty_is_never_scanned_whole() {
         assert_eq!(store.read_after(position - 1, 10).await.unwrap()[0].position, position);
         assert_eq!(store.last_position().await.unwrap(), position);
     }
-    wait::until("published", Duration::from_secs(10), || async {
-        (store.outbox_pending().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    published(&store, &[&relay], "published", 10).await;
     let scans = log_seq_scans(&db).await - before;
     assert!(scans < 10, "{scans} sequential scans of the log during {appends} appends, reads and drains");
     shutdown.cancel();
@@ -379,26 +372,20 @@ async fn a_stream_that_lost_its_events_gets_the_log_again() {
 }
 
 #[tokio::test]
-async fn outbox_rows_that_come_back_after_a_crash_publish_nothing_twice() {
+async fn events_the_stream_took_without_the_relay_hearing_back_are_published_once() {
     let db = TestDb::create().await;
     let store = store(&db).await;
     let (_nats, bus) = bus_with_stream().await;
     append_users(&store, 0..20).await;
-    relay_all(&store, &bus).await;
-    // The relay's deletions do not wait for the disk: after PostgreSQL stops, the rows of events
-    // already published may be back in the outbox.
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
-    let driver = tokio::spawn(conn);
-    client
-        .execute(
-            "INSERT INTO kubegate_outbox (position) SELECT position FROM kubegate_events WHERE position > 10",
-            &[],
-        )
-        .await
-        .unwrap();
-    drop(client);
-    let _ = driver.await;
-    assert_eq!(store.outbox_pending().await.unwrap(), 10);
+    // A relay published the first 10 and stopped before it heard the bus acknowledge them (or
+    // the acknowledgement was lost): only the stream knows they are there.
+    let first: Vec<RawEnvelope> = store.read_after(0, 10).await.unwrap();
+    let subjects: Vec<&str> =
+        first.iter().map(|e| e.decode::<IdentityEvent>().unwrap().event.subject()).collect();
+    let items: Vec<(&str, &RawEnvelope)> = subjects.iter().copied().zip(first.iter()).collect();
+    bus.publish_events(&items).await.unwrap();
+    assert_eq!(positions_in_stream(&bus).await, (1..=10).collect::<Vec<_>>());
+    // The next relay starts after the stream's last event, whatever it acknowledged itself.
     append_users(&store, 20..25).await;
     relay_all(&store, &bus).await;
     assert_eq!(positions_in_stream(&bus).await, (1..=25).collect::<Vec<_>>(), "each event once, in order");
@@ -426,7 +413,7 @@ async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = ids_in_stream(&bus).await;
     assert_eq!(held, published, "the stream got events of another history");
-    assert_eq!(new.outbox_pending().await.unwrap(), 3, "the events stay queued");
+    assert_eq!(relay.status.borrow().published, 0);
 
     // The operator removes the stream: it is made again and gets this log.
     bus.jetstream().delete_stream("KUBEGATE_IDENTITY").await.unwrap();
@@ -440,4 +427,75 @@ async fn nothing_is_published_into_a_stream_that_holds_another_history() {
     assert_eq!(streamed, ids);
     shutdown.cancel();
     relay.join().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_from_the_outbox_table_publishes_what_the_stream_lacks_once() {
+    let db = TestDb::create().await;
+    let (_nats, bus) = bus_with_stream().await;
+    // A database the previous version left: its schema (0001 and 0002), five events, their
+    // outbox rows, and a stream that holds the first three (the old relay stopped there).
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE kubegate_schema_migrations (
+                 name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (name, sql) in [
+        ("eventstore/0001_events.sql", include_str!("../../../schemas/sql/eventstore/0001_events.sql")),
+        (
+            "eventstore/0002_append_function.sql",
+            include_str!("../../../schemas/sql/eventstore/0002_append_function.sql"),
+        ),
+    ] {
+        client.batch_execute(sql).await.unwrap();
+        client.execute("INSERT INTO kubegate_schema_migrations (name) VALUES ($1)", &[&name]).await.unwrap();
+    }
+    let mut old = Vec::new();
+    for i in 1..=5u64 {
+        let event = ev(i);
+        let subject = event.event.subject();
+        let mut raw = event.to_raw().unwrap();
+        raw.stream = format!("user-{i}");
+        raw.sequence = 1;
+        raw.position = i;
+        client
+            .execute(
+                "INSERT INTO kubegate_events (position, id, stream, sequence, type, version, subject,
+                     occurred_at, actor, correlation_id, payload)
+                 VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8::text::jsonb, $9, $10::text::jsonb)",
+                &[
+                    &(i as i64),
+                    &raw.id,
+                    &raw.stream,
+                    &raw.event_type,
+                    &i32::from(raw.version),
+                    &subject,
+                    &raw.occurred_at,
+                    &serde_json::to_string(&raw.actor).unwrap(),
+                    &raw.correlation_id,
+                    &raw.payload.get(),
+                ],
+            )
+            .await
+            .unwrap();
+        client.execute("INSERT INTO kubegate_outbox (position) VALUES ($1)", &[&(i as i64)]).await.unwrap();
+        old.push((subject, raw));
+    }
+    let first: Vec<(&str, &RawEnvelope)> = old[..3].iter().map(|(s, e)| (*s, e)).collect();
+    bus.publish_events(&first).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+
+    // The new version migrates (the outbox table goes) and its relay publishes positions 4 and
+    // 5, once each; new appends follow them.
+    let store = store(&db).await;
+    append_users(&store, 6..8).await;
+    relay_all(&store, &bus).await;
+    assert_eq!(positions_in_stream(&bus).await, (1..=7).collect::<Vec<_>>(), "each event once, in order");
+    let ids: Vec<_> = store.read_after(0, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids_in_stream(&bus).await, ids);
 }

@@ -4,7 +4,7 @@
 //! signing key, issued and revoked kubeconfig tokens) and `KUBEGATE_ENVIRONMENTS` (environments
 //! with credentials sealed to a fleet key, their access policies, and one `KubeconfigDownloaded`
 //! per issued token, since every token comes from a download the kubeconfig service records),
-//! positions 1, 2, 3, … per stream as the services' outboxes write them. The identity and
+//! positions 1, 2, 3, … per stream as the services' relays publish them. The identity and
 //! kubeconfig services then run against it, as in a deployment, and write their snapshots. Then
 //! proxy replicas start, one at a time; measured: time from process start until `/readyz`
 //! answers 200, and resident memory then (VmRSS) and at its peak (VmHWM). The same again with

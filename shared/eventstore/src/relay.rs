@@ -196,7 +196,9 @@ impl OutboxRelay {
             }
         }
         .await;
-        if let (true, Some(through)) = (shutdown.is_cancelled(), through.as_mut()) {
+        if shutdown.is_cancelled()
+            && let Some(through) = through.as_mut()
+        {
             // Last drain with a deadline: whatever is left stays in the log for the next leader.
             let _ = tokio::time::timeout(Duration::from_secs(3), async {
                 while let Ok(n) = self.drain_once(&tail, through, status).await {

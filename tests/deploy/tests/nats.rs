@@ -376,6 +376,16 @@ async fn publish(bus: &Bus, subject: &str, n: u64) -> Result<(), String> {
 }
 
 /// Whether a feed of `stream` delivers its `count` messages and catches up within a few seconds.
+/// Subscribes kubeconfig's `bus` to `subject` and returns once the server holds the subscription:
+/// a flush only writes the SUB out, and another connection's message may be routed before the
+/// server reads it. A JetStream request on the same connection is answered only after the server
+/// has read everything sent before it.
+async fn listening(bus: &Bus, subject: &str) -> async_nats::Subscriber {
+    let sub = bus.client().subscribe(subject.to_string()).await.unwrap();
+    bus.last_sequence("KUBEGATE_ENVIRONMENTS").await.unwrap();
+    sub
+}
+
 async fn reads(bus: &Bus, stream: &str, filter: &str, count: usize) -> bool {
     let mut feed = Feed::follow(bus.clone(), stream, filter, 1);
     let mut events = 0;
@@ -544,8 +554,7 @@ async fn the_bus_rules_hold_on_a_real_server() {
         ("audit", &audit, "kubegate.rpc.replies.kubeconfig.forged"),
     ];
     for (who, bus, subject) in forged_answers {
-        let mut listening = kubeconfig.client().subscribe(subject).await.unwrap();
-        kubeconfig.client().flush().await.unwrap();
+        let mut listening = listening(&kubeconfig, subject).await;
         bus.client().publish(subject, "forged".into()).await.unwrap();
         bus.client().flush().await.unwrap();
         let read =
@@ -553,8 +562,7 @@ async fn the_bus_rules_hold_on_a_real_server() {
         assert!(read.is_err(), "{who} published on {subject}");
     }
     // The check above can fail: identity's own answer subject does reach kubeconfig.
-    let mut listening = kubeconfig.client().subscribe("kubegate.rpc.replies.kubeconfig.probe").await.unwrap();
-    kubeconfig.client().flush().await.unwrap();
+    let mut listening = listening(&kubeconfig, "kubegate.rpc.replies.kubeconfig.probe").await;
     identity.client().publish("kubegate.rpc.replies.kubeconfig.probe", "answer".into()).await.unwrap();
     identity.client().flush().await.unwrap();
     let read = tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut listening)).await;

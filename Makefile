@@ -57,8 +57,9 @@ test: deps
 fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
+# BENCH_ARGS go to kubegate-bench, e.g. --only downloads --out /tmp/dl --env proxy:KUBEGATE_PROXY_SERVE_SPIN=0s
 bench: deps
-	@bash deploy/local/bench.sh
+	@bash deploy/local/bench.sh $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

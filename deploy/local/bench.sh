@@ -71,5 +71,5 @@ cleanup
 driver_pid=""
 ended=$(date +%s)
 say "build $((built - started)) s, settling $((settled - built)) s, benchmarks $((ended - settled)) s, total $((ended - started)) s"
-[ "$status" -eq 0 ] || fail "kubegate-bench failed (exit $status); see bench/report.md for what ran"
-say "wrote bench/report.md and bench/results.json"
+[ "$status" -eq 0 ] || fail "kubegate-bench failed (exit $status); see the report for what ran"
+say "wrote the report and results.json (bench/ unless --out said otherwise)"

@@ -46,6 +46,66 @@ pub struct Plan {
     pub audit_records: usize,
     pub audit_runs: usize,
     pub micro: MicroPlan,
+    /// Settings given to the services on top of their defaults (`--env`); printed in the report.
+    pub service_env: Vec<ServiceEnv>,
+}
+
+/// A kubegate service the bench starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Identity,
+    Kubeconfig,
+    Proxy,
+}
+
+/// One environment variable set on one service for the whole run, e.g.
+/// `--env proxy:KUBEGATE_PROXY_SERVE_SPIN=0s` (every replica of that service gets it). The
+/// settings the stack wires itself (listeners, URLs, keys, databases) cannot be given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceEnv {
+    pub service: ServiceName,
+    pub name: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for ServiceEnv {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ServiceEnv, String> {
+        const FORM: &str = "give SERVICE:NAME=VALUE, e.g. proxy:KUBEGATE_PROXY_SERVE_SPIN=0s";
+        let (service, setting) = s.split_once(':').ok_or_else(|| format!("{s:?}: {FORM}"))?;
+        let (name, value) = setting.split_once('=').ok_or_else(|| format!("{s:?}: {FORM}"))?;
+        let service = match service {
+            "identity" => ServiceName::Identity,
+            "kubeconfig" => ServiceName::Kubeconfig,
+            "proxy" => ServiceName::Proxy,
+            other => return Err(format!("unknown service {other:?}: one of identity, kubeconfig, proxy")),
+        };
+        let well_formed = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !well_formed {
+            return Err(format!("{name:?} is not a variable name (upper-case letters, digits and _)"));
+        }
+        Ok(ServiceEnv { service, name: name.to_string(), value: value.to_string() })
+    }
+}
+
+impl std::fmt::Display for ServiceEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let service = match self.service {
+            ServiceName::Identity => "identity",
+            ServiceName::Kubeconfig => "kubeconfig",
+            ServiceName::Proxy => "proxy",
+        };
+        write!(f, "{service}:{}={}", self.name, self.value)
+    }
+}
+
+/// The `(name, value)` pairs of `settings` meant for `service`.
+pub fn env_for(settings: &[ServiceEnv], service: ServiceName) -> Vec<(String, String)> {
+    settings.iter().filter(|e| e.service == service).map(|e| (e.name.clone(), e.value.clone())).collect()
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -105,6 +165,7 @@ impl Plan {
                 measurement_s: 2.0,
                 sample_size: 50,
             },
+            service_env: Vec::new(),
         }
     }
 
@@ -134,6 +195,7 @@ impl Plan {
                 measurement_s: 0.05,
                 sample_size: 10,
             },
+            service_env: Vec::new(),
         }
     }
 }
@@ -206,7 +268,7 @@ pub async fn run(plan: Plan, only: &[String]) -> Results {
             start,
             "starting the stack (nats, PostgreSQL, identity, kubeconfig, 2 proxies, HAProxy, kube-sim)",
         );
-        let bench = stack::BenchStack::start().await;
+        let bench = stack::BenchStack::start(&plan.service_env).await;
         say(start, "stack ready");
         if want("throughput") {
             match load::Tools::find(work.path()) {
@@ -261,4 +323,56 @@ pub async fn run(plan: Plan, only: &[String]) -> Results {
     results.duration_s = start.elapsed().as_secs_f64();
     say(start, "done");
     results
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_setting_names_its_service_variable_and_value() {
+        let s: ServiceEnv = "proxy:KUBEGATE_PROXY_SERVE_SPIN=0s".parse().unwrap();
+        assert_eq!(
+            s,
+            ServiceEnv {
+                service: ServiceName::Proxy,
+                name: "KUBEGATE_PROXY_SERVE_SPIN".into(),
+                value: "0s".into()
+            }
+        );
+        assert_eq!(s.to_string(), "proxy:KUBEGATE_PROXY_SERVE_SPIN=0s");
+        // The value is everything after the first `=`, and may be empty.
+        let s: ServiceEnv = "identity:KUBEGATE_X=a=b:c".parse().unwrap();
+        assert_eq!((s.service, s.value.as_str()), (ServiceName::Identity, "a=b:c"));
+        assert_eq!("kubeconfig:TOKIO_WORKER_THREADS=".parse::<ServiceEnv>().unwrap().value, "");
+    }
+
+    #[test]
+    fn malformed_settings_are_refused_with_the_form() {
+        for (bad, says) in [
+            ("KUBEGATE_PROXY_SERVE_SPIN=0s", "give SERVICE:NAME=VALUE"),
+            ("proxy:KUBEGATE_PROXY_SERVE_SPIN", "give SERVICE:NAME=VALUE"),
+            ("nginx:WORKERS=1", "unknown service \"nginx\""),
+            ("proxy:=1", "is not a variable name"),
+            ("proxy:kubegate_log=debug", "is not a variable name"),
+            ("proxy:1ABC=1", "is not a variable name"),
+            ("proxy:A B=1", "is not a variable name"),
+        ] {
+            let err = bad.parse::<ServiceEnv>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn each_service_gets_only_its_own_settings() {
+        let settings: Vec<ServiceEnv> =
+            ["proxy:A=1", "identity:B=2", "proxy:C=3"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(
+            env_for(&settings, ServiceName::Proxy),
+            vec![("A".to_string(), "1".to_string()), ("C".to_string(), "3".to_string())]
+        );
+        assert_eq!(env_for(&settings, ServiceName::Identity), vec![("B".to_string(), "2".to_string())]);
+        assert!(env_for(&settings, ServiceName::Kubeconfig).is_empty());
+    }
 }

@@ -1,15 +1,17 @@
 //! `kubegate-bench`: runs the benchmarks and writes `bench/report.md` and `bench/results.json`.
 //!
 //! ```text
-//! kubegate-bench [--smoke] [--out DIR] [--only NAME[,NAME…]]
+//! kubegate-bench [--smoke] [--out DIR] [--only NAME[,NAME…]] [--env SERVICE:VAR=VALUE]…
 //! ```
-//! NAME is one of micro, throughput, downloads, revocation, watch, cold, audit. Run it as a
-//! release build (`make bench` does): it starts the binaries found next to itself.
+//! NAME is one of micro, throughput, downloads, revocation, watch, cold, audit. `--env` sets a
+//! variable on every instance of a service (identity, kubeconfig or proxy) for the whole run, to
+//! measure a setting; the report lists such settings. Run it as a release build (`make bench`
+//! does): it starts the binaries found next to itself.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kubegate_bench::{Plan, report, run};
+use kubegate_bench::{Plan, ServiceEnv, report, run};
 
 /// kube-sim serves the benchmarks from inside this process, so it gets the allocator its own
 /// binary has.
@@ -18,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: kubegate-bench [--smoke] [--out DIR] [--only micro,throughput,downloads,revocation,watch,cold,audit]"
+        "usage: kubegate-bench [--smoke] [--out DIR] [--only micro,throughput,downloads,revocation,watch,cold,audit] [--env SERVICE:VAR=VALUE]..."
     );
     ExitCode::from(64)
 }
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let mut plan = Plan::full();
     let mut out = kubegate_bench::workspace_root().join("bench");
     let mut only = Vec::new();
+    let mut service_env = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -39,6 +42,14 @@ fn main() -> ExitCode {
                 Some(list) => only.extend(list.split(',').map(str::to_string)),
                 None => return usage(),
             },
+            "--env" => match args.next().map(|s| s.parse::<ServiceEnv>()) {
+                Some(Ok(setting)) => service_env.push(setting),
+                Some(Err(e)) => {
+                    eprintln!("kubegate-bench: --env {e}");
+                    return ExitCode::from(64);
+                }
+                None => return usage(),
+            },
             "-h" | "--help" => {
                 usage();
                 return ExitCode::SUCCESS;
@@ -46,6 +57,7 @@ fn main() -> ExitCode {
             _ => return usage(),
         }
     }
+    plan.service_env = service_env;
     if cfg!(debug_assertions) && plan.name == "full" {
         eprintln!("kubegate-bench: warning: a debug build measures debug binaries; run `make bench`");
     }

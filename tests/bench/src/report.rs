@@ -276,6 +276,14 @@ pub fn markdown(r: &Results) -> String {
         "Written by `make bench` (`kubegate-bench`, plan `{}`) on {} at commit `{}`; the run took {:.0} s.\n",
         r.plan.name, r.started_at, m.commit, r.duration_s
     );
+    if !r.plan.service_env.is_empty() {
+        let settings: Vec<String> = r.plan.service_env.iter().map(|e| format!("`{e}`")).collect();
+        let _ = writeln!(
+            out,
+            "**The services ran with settings of this run's own** (`--env`), not their defaults: {}.\n",
+            settings.join(", ")
+        );
+    }
     let _ = writeln!(out, "## Machine\n");
     let _ = writeln!(
         out,

@@ -11,6 +11,8 @@ use kube_sim::KubeSim;
 use kubegate_e2e::{Options, Stack, UPSTREAM_TOKEN};
 use serde_json::{Value, json};
 
+use crate::{ServiceEnv, ServiceName, env_for};
+
 /// kube-sim's token for the direct path and for nginx (group `system:masters`).
 pub const SIM_ADMIN_TOKEN: &str = "kubegate-bench-direct-0123456789abcdef";
 pub const BENCH_USER: &str = "bench";
@@ -42,12 +44,17 @@ pub struct Minted {
 }
 
 impl BenchStack {
-    pub async fn start() -> BenchStack {
+    /// Starts the stack; `settings` go to the services on top of the bench's own.
+    pub async fn start(settings: &[ServiceEnv]) -> BenchStack {
+        let mut proxy_env = vec![("KUBEGATE_MAX_WATCHES_PER_USER".into(), MAX_WATCHES_PER_USER.to_string())];
+        proxy_env.extend(env_for(settings, ServiceName::Proxy));
         let options = Options {
             proxies: 2,
             environments: 0,
             load_balancer: true,
-            proxy_env: vec![("KUBEGATE_MAX_WATCHES_PER_USER".into(), MAX_WATCHES_PER_USER.to_string())],
+            proxy_env,
+            identity_env: env_for(settings, ServiceName::Identity),
+            kubeconfig_env: env_for(settings, ServiceName::Kubeconfig),
             ..Options::default()
         };
         let mut stack = Stack::start(options).await;

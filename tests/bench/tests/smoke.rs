@@ -7,7 +7,13 @@ use kubegate_bench::{Plan, report, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_produces_numbers() {
-    let plan = Plan::smoke();
+    let mut plan = Plan::smoke();
+    // Settings reach every service (a bad value would keep it from starting) and are reported.
+    plan.service_env =
+        ["proxy:KUBEGATE_PROXY_SERVE_SPIN=0s", "identity:KUBEGATE_LOG=info", "kubeconfig:KUBEGATE_LOG=info"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
     let results = run(plan.clone(), &[]).await;
     assert!(results.failures.is_empty(), "scenarios failed: {:#?}", results.failures);
 
@@ -49,6 +55,7 @@ async fn every_scenario_produces_numbers() {
     assert!(a.replay_s > 0.0);
 
     let md = report::markdown(&results);
+    assert!(md.contains("`proxy:KUBEGATE_PROXY_SERVE_SPIN=0s`"), "the report names the run's settings");
     for heading in [
         "## Targets",
         "## 1. Throughput",

@@ -32,8 +32,11 @@ pub struct Options {
     pub environments: usize,
     /// Put HAProxy in front of the proxies (the public origin); otherwise the first proxy is it.
     pub load_balancer: bool,
+    /// Settings on top of the stack's own, per service (one that would replace what the stack
+    /// wires itself, such as a listener, panics).
     pub proxy_env: Vec<(String, String)>,
     pub identity_env: Vec<(String, String)>,
+    pub kubeconfig_env: Vec<(String, String)>,
     /// NATS as deployed: one user per service with the permissions of
     /// `deploy/kubernetes/base/nats/auth.conf`, rendered through `deploy/local/nats.conf.in`.
     pub nats_users: bool,
@@ -53,6 +56,7 @@ impl Default for Options {
             load_balancer: true,
             proxy_env: Vec::new(),
             identity_env: Vec::new(),
+            kubeconfig_env: Vec::new(),
             nats_users: false,
             nats_tls: false,
             nats_max_file_store: None,
@@ -212,9 +216,7 @@ impl Stack {
         ];
         tls(&mut env, "kubegate-identity");
         let mut identity = Service::new("identity", workspace_bin("kubegate-identity"), &env);
-        for (k, v) in &options.identity_env {
-            identity.set_env(k, v.clone());
-        }
+        identity.add_settings(&options.identity_env);
         identity.start();
 
         let kubeconfig_port = free_port();
@@ -229,6 +231,7 @@ impl Stack {
         ];
         tls(&mut env, "kubegate-kubeconfig");
         let mut kubeconfig = Service::new("kubeconfig", workspace_bin("kubegate-kubeconfig"), &env);
+        kubeconfig.add_settings(&options.kubeconfig_env);
         kubeconfig.start();
 
         let mut proxies = Vec::new();
@@ -244,9 +247,7 @@ impl Stack {
             ];
             tls(&mut env, "kubegate-proxy");
             let mut proxy = Service::new(&format!("proxy-{i}"), workspace_bin("kubegate-proxy"), &env);
-            for (k, v) in &options.proxy_env {
-                proxy.set_env(k, v.clone());
-            }
+            proxy.add_settings(&options.proxy_env);
             proxy.start();
             proxies.push(proxy);
         }

@@ -25,7 +25,6 @@ impl Service {
         let admin_port = crate::net::free_port();
         let mut map: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         map.insert("KUBEGATE_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}"));
-        map.entry("KUBEGATE_LOG".into()).or_insert_with(|| "info".into());
         Service {
             name: name.to_string(),
             binary: binary.as_ref().to_path_buf(),
@@ -47,6 +46,22 @@ impl Service {
         self.env.insert(key.to_string(), value.into());
     }
 
+    /// Sets each of `settings` on top of the service's own configuration. A setting may not
+    /// replace what the service was prepared with (its listeners, URLs, keys): that panics,
+    /// naming the setting.
+    pub fn add_settings(&mut self, settings: &[(String, String)]) {
+        for (key, _) in settings {
+            assert!(
+                !self.env.contains_key(key),
+                "{key} is wired by the harness for {} and cannot be set as an extra setting",
+                self.name
+            );
+        }
+        for (key, value) in settings {
+            self.env.insert(key.clone(), value.clone());
+        }
+    }
+
     pub fn remove_env(&mut self, key: &str) {
         self.env.remove(key);
     }
@@ -60,6 +75,7 @@ impl Service {
             .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBEGATE_LOG", "info")
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))

@@ -33,7 +33,7 @@ use kubegate_testsupport::process::{Service, workspace_bin};
 use serde::Serialize;
 
 use crate::stats::median;
-use crate::{ColdPlan, Plan, say};
+use crate::{ColdPlan, Plan, ServiceName, env_for, say};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ColdResult {
@@ -451,6 +451,8 @@ pub async fn run(
         let mut identity = Service::new("cold-identity", workspace_bin("kubegate-identity"), &identity_env);
         let mut kubeconfig =
             Service::new("cold-kubeconfig", workspace_bin("kubegate-kubeconfig"), &kubeconfig_env);
+        identity.add_settings(&env_for(&plan.service_env, ServiceName::Identity));
+        kubeconfig.add_settings(&env_for(&plan.service_env, ServiceName::Kubeconfig));
         say(start, "cold start: identity and kubeconfig write their snapshots");
         let t0 = Instant::now();
         identity.start();
@@ -497,6 +499,7 @@ pub async fn run(
                 ("KUBEGATE_CACHE_SNAPSHOTS", from_snapshot.to_string()),
             ];
             let mut proxy = Service::new(&format!("cold-proxy-{i}"), workspace_bin("kubegate-proxy"), &env);
+            proxy.add_settings(&env_for(&plan.service_env, ServiceName::Proxy));
             let t0 = Instant::now();
             proxy.start();
             let deadline = t0 + Duration::from_secs(120);

@@ -59,6 +59,18 @@ pub enum ServiceName {
     Proxy,
 }
 
+impl ServiceName {
+    pub const ALL: [ServiceName; 3] = [ServiceName::Identity, ServiceName::Kubeconfig, ServiceName::Proxy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Identity => "identity",
+            ServiceName::Kubeconfig => "kubeconfig",
+            ServiceName::Proxy => "proxy",
+        }
+    }
+}
+
 /// One environment variable set on one service for the whole run, e.g.
 /// `--env proxy:KUBEGATE_PROXY_SERVE_SPIN=0s` (every replica of that service gets it). The
 /// settings the stack wires itself (listeners, URLs, keys, databases) cannot be given.
@@ -76,11 +88,9 @@ impl std::str::FromStr for ServiceEnv {
         const FORM: &str = "give SERVICE:NAME=VALUE, e.g. proxy:KUBEGATE_PROXY_SERVE_SPIN=0s";
         let (service, setting) = s.split_once(':').ok_or_else(|| format!("{s:?}: {FORM}"))?;
         let (name, value) = setting.split_once('=').ok_or_else(|| format!("{s:?}: {FORM}"))?;
-        let service = match service {
-            "identity" => ServiceName::Identity,
-            "kubeconfig" => ServiceName::Kubeconfig,
-            "proxy" => ServiceName::Proxy,
-            other => return Err(format!("unknown service {other:?}: one of identity, kubeconfig, proxy")),
+        let Some(service) = ServiceName::ALL.into_iter().find(|s| s.as_str() == service) else {
+            let names: Vec<&str> = ServiceName::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(format!("unknown service {service:?}: one of {}", names.join(", ")));
         };
         let well_formed = !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
@@ -94,12 +104,7 @@ impl std::str::FromStr for ServiceEnv {
 
 impl std::fmt::Display for ServiceEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let service = match self.service {
-            ServiceName::Identity => "identity",
-            ServiceName::Kubeconfig => "kubeconfig",
-            ServiceName::Proxy => "proxy",
-        };
-        write!(f, "{service}:{}={}", self.name, self.value)
+        write!(f, "{}:{}={}", self.service.as_str(), self.name, self.value)
     }
 }
 

@@ -203,3 +203,36 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     path
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared() -> Service {
+        Service::new("svc", "/bin/true", &[("KUBEGATE_PROXY_LISTEN", "127.0.0.1:1".to_string())])
+    }
+
+    #[test]
+    fn settings_add_to_what_the_service_was_prepared_with() {
+        let mut s = prepared();
+        s.add_settings(&[
+            ("KUBEGATE_PROXY_SERVE_SPIN".into(), "0s".into()),
+            ("KUBEGATE_LOG".into(), "debug".into()),
+        ]);
+        assert_eq!(s.env.get("KUBEGATE_PROXY_SERVE_SPIN").map(String::as_str), Some("0s"));
+        assert_eq!(s.env.get("KUBEGATE_LOG").map(String::as_str), Some("debug"));
+        assert_eq!(s.env.get("KUBEGATE_PROXY_LISTEN").map(String::as_str), Some("127.0.0.1:1"));
+    }
+
+    #[test]
+    #[should_panic(expected = "KUBEGATE_PROXY_LISTEN is wired by the harness for svc")]
+    fn a_setting_cannot_replace_the_wiring() {
+        prepared().add_settings(&[("KUBEGATE_PROXY_LISTEN".into(), "127.0.0.1:2".into())]);
+    }
+
+    #[test]
+    #[should_panic(expected = "KUBEGATE_ADMIN_LISTEN is wired by the harness")]
+    fn nor_the_admin_listener_the_harness_adds() {
+        prepared().add_settings(&[("KUBEGATE_ADMIN_LISTEN".into(), "127.0.0.1:2".into())]);
+    }
+}

@@ -375,17 +375,17 @@ async fn publish(bus: &Bus, subject: &str, n: u64) -> Result<(), String> {
     bus.publish_events(&[(subject, &e)]).await.map_err(|e| e.to_string())
 }
 
-/// Whether a feed of `stream` delivers its `count` messages and catches up within a few seconds.
-/// Subscribes kubeconfig's `bus` to `subject` and returns once the server holds the subscription:
-/// a flush only writes the SUB out, and another connection's message may be routed before the
-/// server reads it. A JetStream request on the same connection is answered only after the server
-/// has read everything sent before it.
-async fn listening(bus: &Bus, subject: &str) -> async_nats::Subscriber {
+/// Subscribes `bus` to `subject` and returns once the server holds the subscription: a flush
+/// only writes the SUB out, and another connection's message may be routed before the server
+/// reads it. A JetStream request on the same connection is answered only after the server has
+/// read everything sent before it.
+async fn subscribed(bus: &Bus, subject: &str) -> async_nats::Subscriber {
     let sub = bus.client().subscribe(subject.to_string()).await.unwrap();
     bus.last_sequence("KUBEGATE_ENVIRONMENTS").await.unwrap();
     sub
 }
 
+/// Whether a feed of `stream` delivers its `count` messages and catches up within a few seconds.
 async fn reads(bus: &Bus, stream: &str, filter: &str, count: usize) -> bool {
     let mut feed = Feed::follow(bus.clone(), stream, filter, 1);
     let mut events = 0;
@@ -554,7 +554,7 @@ async fn the_bus_rules_hold_on_a_real_server() {
         ("audit", &audit, "kubegate.rpc.replies.kubeconfig.forged"),
     ];
     for (who, bus, subject) in forged_answers {
-        let mut listening = listening(&kubeconfig, subject).await;
+        let mut listening = subscribed(&kubeconfig, subject).await;
         bus.client().publish(subject, "forged".into()).await.unwrap();
         bus.client().flush().await.unwrap();
         let read =
@@ -562,7 +562,7 @@ async fn the_bus_rules_hold_on_a_real_server() {
         assert!(read.is_err(), "{who} published on {subject}");
     }
     // The check above can fail: identity's own answer subject does reach kubeconfig.
-    let mut listening = listening(&kubeconfig, "kubegate.rpc.replies.kubeconfig.probe").await;
+    let mut listening = subscribed(&kubeconfig, "kubegate.rpc.replies.kubeconfig.probe").await;
     identity.client().publish("kubegate.rpc.replies.kubeconfig.probe", "answer".into()).await.unwrap();
     identity.client().flush().await.unwrap();
     let read = tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut listening)).await;

@@ -189,8 +189,10 @@ async fn the_cache_applies_each_event_once_in_order_and_fails_closed_when_it_can
     until(&stack, env, &bob_token, 200, Duration::from_secs(15), "the reset stream rebuilt").await;
 
     // Strict staleness: NATS away longer than the limit → 503; back → served again.
-    stack.nats.stop();
+    // From before the stop: the replica's clock starts when its connection drops, which can be
+    // before `stop` returns (it waits for the server's process to end).
     let away = Instant::now();
+    stack.nats.stop();
     until(&stack, env, &bob_token, 503, Duration::from_secs(20), "NATS away past the staleness limit").await;
     let refused_after = away.elapsed();
     println!("NATS away: 503 after {refused_after:?} (limit {STALENESS:?})");

@@ -35,6 +35,8 @@ pub struct RelayStatus {
     pub failing: bool,
     /// Events published since start.
     pub published: u64,
+    /// Reads of the log since start (one per batch when the relay keeps up).
+    pub reads: u64,
     /// The last log position the stream is known to hold: what it held when this relay last
     /// took the lead, then what the bus acknowledged since (0 until it first leads).
     pub through: u64,
@@ -172,7 +174,10 @@ impl OutboxRelay {
                     return Err("connection lost".to_string());
                 }
                 match self.drain_once(&tail, through, status).await {
-                    Ok(0) => {
+                    // Less than a full batch: the read reached the log's end. Whatever commits
+                    // after it notifies, and a notification that comes while no one waits is
+                    // kept for the next wait, so reading again at once would find nothing.
+                    Ok(n) if n < BATCH => {
                         backoff = Duration::from_millis(50);
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
@@ -336,8 +341,13 @@ impl OutboxRelay {
     ) -> Result<usize, String> {
         let batch = tail.after(*through, BATCH).await.map_err(|e| e.to_string())?;
         metrics::gauge!("kubegate_outbox_batch_pending").set(batch.len() as f64);
+        status.send_modify(|s| {
+            s.reads += 1;
+            if batch.is_empty() {
+                s.failing = false;
+            }
+        });
         if batch.is_empty() {
-            status.send_modify(|s| s.failing = false);
             return Ok(0);
         }
         let items: Vec<(&str, &kubegate_events::RawEnvelope)> =

@@ -225,6 +225,39 @@ async fn ids_in_stream(bus: &Bus) -> Vec<uuid::Uuid> {
 }
 
 #[tokio::test]
+async fn a_relay_that_keeps_up_reads_the_log_once_per_append() {
+    let db = TestDb::create().await;
+    let store = store(&db).await;
+    let (_nats, bus) = bus_with_stream().await;
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(store.clone(), bus.clone(), "KUBEGATE_IDENTITY").spawn(shutdown.clone());
+    wait::until("the relay leads and has read the log", Duration::from_secs(10), || async {
+        let s = *relay.status.borrow();
+        (s.leader && s.reads > 0).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let before = relay.status.borrow().reads;
+    const APPENDS: u64 = 20;
+    for i in 0..APPENDS {
+        append_users(&store, i..i + 1).await;
+        published(&store, &[&relay], "published", 10).await;
+    }
+    let reads = relay.status.borrow().reads - before;
+    // One read per append, and at most one sweep a second besides (a relay that read again at
+    // once after each batch would make two per append).
+    let sweeps = started.elapsed().as_secs() + 1;
+    assert!(
+        reads <= APPENDS + sweeps,
+        "{reads} reads of the log for {APPENDS} appends in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(positions_in_stream(&bus).await, (1..=APPENDS).collect::<Vec<_>>());
+    shutdown.cancel();
+    relay.join().await;
+}
+
+#[tokio::test]
 async fn a_restarted_relay_resumes_where_the_last_one_stopped() {
     let db = TestDb::create().await;
     let store = store(&db).await;

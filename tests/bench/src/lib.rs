@@ -50,9 +50,8 @@ pub struct Plan {
     pub service_env: Vec<ServiceEnv>,
 }
 
-/// A kubegate service the bench starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// A kubegate service the bench starts; serialized as [`ServiceName::as_str`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceName {
     Identity,
     Kubeconfig,
@@ -68,6 +67,12 @@ impl ServiceName {
             ServiceName::Kubeconfig => "kubeconfig",
             ServiceName::Proxy => "proxy",
         }
+    }
+}
+
+impl Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -351,6 +356,17 @@ mod tests {
         let s: ServiceEnv = "identity:KUBEGATE_X=a=b:c".parse().unwrap();
         assert_eq!((s.service, s.value.as_str()), (ServiceName::Identity, "a=b:c"));
         assert_eq!("kubeconfig:TOKIO_WORKER_THREADS=".parse::<ServiceEnv>().unwrap().value, "");
+    }
+
+    #[test]
+    fn results_name_a_setting_s_service_as_the_command_line_does() {
+        for service in ServiceName::ALL {
+            let s: ServiceEnv = format!("{}:A=1", service.as_str()).parse().unwrap();
+            assert_eq!(
+                serde_json::to_value(&s).unwrap(),
+                serde_json::json!({ "service": service.as_str(), "name": "A", "value": "1" })
+            );
+        }
     }
 
     #[test]

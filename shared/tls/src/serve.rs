@@ -53,6 +53,11 @@ pub struct ServeOptions {
     pub spin: Duration,
 }
 
+/// The most header fields hyper's HTTP/1.1 server takes when no limit is set (its documented
+/// default). A test checks that one field more than the limit is refused, at this default and
+/// at another limit.
+const HYPER_MAX_HEADERS: usize = 100;
+
 impl ServeOptions {
     pub fn tls(config: Arc<ServerConfig>) -> ServeOptions {
         ServeOptions {
@@ -62,7 +67,7 @@ impl ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
-            max_headers: 100,
+            max_headers: HYPER_MAX_HEADERS,
             h2_max_header_list_size: 64 * 1024,
             h2_max_concurrent_streams: 256,
             h2_max_pending_accept_reset_streams: 20,
@@ -385,13 +390,17 @@ where
 {
     fn new(make: F, opts: &ServeOptions) -> ConnServer<F> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = builder.http1();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(opts.header_read_timeout)
             .max_buf_size(opts.max_header_bytes.max(8192))
-            .max_headers(opts.max_headers)
             .keep_alive(true);
+        // hyper's own limit is the default one, and setting a limit (even that one) makes it
+        // fill a vector of that many slots for every request it parses.
+        if opts.max_headers != HYPER_MAX_HEADERS {
+            http1.max_headers(opts.max_headers);
+        }
         builder
             .http2()
             .timer(TokioTimer::new())

@@ -178,3 +178,44 @@ async fn zero_serving_threads_serve_on_the_calling_runtime() {
     tokio::time::timeout(Duration::from_secs(5), serving.end()).await.unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The status a plain HTTP/1.1 server answers to a request carrying `fields` header fields.
+async fn status_with_fields(addr: std::net::SocketAddr, fields: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = String::from("GET /ok HTTP/1.1\r\nHost: x\r\n");
+    for i in 1..fields {
+        request.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "the connection closed before a status line");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head).lines().next().unwrap().to_string();
+    line.split(' ').nth(1).unwrap().to_string()
+}
+
+/// The limit on header fields holds at its default (hyper's own, not set on the builder) and
+/// when set to another value: one field more is refused with 431 before any handler runs.
+#[tokio::test]
+async fn a_request_with_one_header_field_too_many_is_refused() {
+    for (limit, opts) in
+        [(100, ServeOptions::plain()), (20, ServeOptions { max_headers: 20, ..ServeOptions::plain() })]
+    {
+        assert_eq!(opts.max_headers, limit);
+        let router = Router::new().route("/ok", get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_router(listener, router, opts, shutdown.clone()));
+        assert_eq!(status_with_fields(addr, limit).await, "200", "{limit} fields, limit {limit}");
+        assert_eq!(status_with_fields(addr, limit + 1).await, "431", "{} fields, limit {limit}", limit + 1);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
+    }
+}

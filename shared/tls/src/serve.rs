@@ -450,20 +450,24 @@ where
                     // future into it, and within it, at each step of the task's life. Boxed, what
                     // moves is a pointer; over HTTP/1.1 the future stays in place in the
                     // connection, so it is not boxed there.
-                    let service = TowerToHyperService::new(service.map_future(FutureExt::boxed));
-                    let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    self.drive(tls, service.map_future(FutureExt::boxed), watcher).await
                 } else {
-                    let service = TowerToHyperService::new(service);
-                    let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    self.drive(tls, service, watcher).await
                 }
             }
-            None => {
-                let service = TowerToHyperService::new(service);
-                let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let _ = watcher.watch(conn.into_owned()).await;
-            }
+            None => self.drive(stream, service, watcher).await,
         }
+    }
+
+    /// Serves HTTP on `io` with `service` until the connection ends, or until the grace period
+    /// after shutdown is over.
+    async fn drive<I, T>(&self, io: I, service: T, watcher: Watcher)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: ConnService,
+    {
+        let conn =
+            self.builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let _ = watcher.watch(conn.into_owned()).await;
     }
 }

@@ -459,8 +459,9 @@ where
         }
     }
 
-    /// Serves HTTP on `io` with `service` until the connection ends, or until the grace period
-    /// after shutdown is over.
+    /// Serves HTTP on `io` with `service` until the connection ends. Once shutdown begins,
+    /// hyper answers the requests in flight and closes the connection (`accept` waits for that
+    /// at most the grace period).
     async fn drive<I, T>(&self, io: I, service: T, watcher: Watcher)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
